@@ -1,0 +1,12 @@
+"""alexnet_tf: AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) in Keras 3 / TensorFlow."""
+
+import os
+
+# TensorFlow's C++ INFO lines (oneDNN, CUDA probes) drown the progress bar on CPU machines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from alexnet_tf.layers import LocalResponseNormalization  # noqa: E402
+from alexnet_tf.model import VARIANTS, build_model, count_flops  # noqa: E402
+
+__all__ = ["VARIANTS", "LocalResponseNormalization", "build_model", "count_flops"]
+__version__ = "0.1.0"

@@ -1,0 +1,198 @@
+"""The AlexNet family as Keras 3 functional models.
+
+Variants are plain configs; `build_model` turns one into a model whose layers carry the
+paper's names (conv1..conv5, lrn1, lrn2, pool1, pool2, pool5, fc6..fc8).
+"""
+
+import math
+
+import keras
+
+from alexnet_tf.layers import LocalResponseNormalization
+
+# One line per variant, for `--help`, the README and error messages.
+VARIANTS = {
+    "paper": "AlexNet as published: 227 px, 96-256-384-384-256 filters, LRN, two-tower groups=2, "
+    "fc 4096-4096 (60,965,224 parameters at 1000 classes).",
+    "torchvision": "The 'one weird trick' layout of torchvision/TF-Slim: 224 px, 64-192-384-256-256 "
+    "filters, no LRN, adaptive average pooling to 6x6 (61,100,840 parameters).",
+    "seed": "The classic CIFAR-10 tutorial model: torchvision features at 96 px, fc 4096-1024 "
+    "(44,428,106 parameters at 10 classes).",
+    "cifar": "AlexNet for native 32x32 images: five convolutions, LRN, overlapping max-pooling, "
+    "dropout in fc6/fc7, no stride-4 stem; built to train fast on a CPU.",
+}
+
+# Feature extractors as layer specs:
+#   ("conv", name, filters, kernel, stride, padding, groups)  -- ReLU included
+#   ("lrn", name)  ("pool", name, size, stride, padding)  ("pad", name, pixels)
+_PAPER_FEATURES = [
+    # Section 3.5; conv2, conv4 and conv5 only see their own GPU's maps (section 3.2) = groups=2.
+    ("conv", "conv1", 96, 11, 4, "valid", 1),
+    ("lrn", "lrn1"),
+    ("pool", "pool1", 3, 2, "valid"),  # overlapping pooling, section 3.4
+    ("conv", "conv2", 256, 5, 1, "same", 2),
+    ("lrn", "lrn2"),
+    ("pool", "pool2", 3, 2, "valid"),
+    ("conv", "conv3", 384, 3, 1, "same", 1),
+    ("conv", "conv4", 384, 3, 1, "same", 2),
+    ("conv", "conv5", 256, 3, 1, "same", 2),
+    ("pool", "pool5", 3, 2, "valid"),
+]
+_TORCHVISION_FEATURES = [
+    ("pad", "pad1", 2),  # torchvision's Conv2d(3, 64, 11, stride=4, padding=2)
+    ("conv", "conv1", 64, 11, 4, "valid", 1),
+    ("pool", "pool1", 3, 2, "valid"),
+    ("conv", "conv2", 192, 5, 1, "same", 1),
+    ("pool", "pool2", 3, 2, "valid"),
+    ("conv", "conv3", 384, 3, 1, "same", 1),
+    ("conv", "conv4", 256, 3, 1, "same", 1),
+    ("conv", "conv5", 256, 3, 1, "same", 1),
+    ("pool", "pool5", 3, 2, "valid"),
+]
+_CIFAR_FEATURES = [
+    # A 32 px image has no room for an 11x11/4 stem (it would leave 6x6 after conv1); a 5x5/1
+    # conv1 keeps the full resolution, and the three overlapping 3x3/2 pools take 32 -> 16 -> 8 -> 4
+    # like the paper's take 55 -> 27 -> 13 -> 6. The paper's two-tower groups stay on conv2/4/5.
+    ("conv", "conv1", 64, 5, 1, "same", 1),
+    ("lrn", "lrn1"),
+    ("pool", "pool1", 3, 2, "same"),
+    ("conv", "conv2", 192, 5, 1, "same", 2),
+    ("lrn", "lrn2"),
+    ("pool", "pool2", 3, 2, "same"),
+    ("conv", "conv3", 384, 3, 1, "same", 1),
+    ("conv", "conv4", 256, 3, 1, "same", 2),
+    ("conv", "conv5", 256, 3, 1, "same", 2),
+    ("pool", "pool5", 3, 2, "same"),
+]
+
+_CONFIGS = {
+    "paper": dict(image_size=227, features=_PAPER_FEATURES, adaptive_pool=None, fc=(4096, 4096)),
+    "torchvision": dict(
+        image_size=224, features=_TORCHVISION_FEATURES, adaptive_pool=6, fc=(4096, 4096)
+    ),
+    "seed": dict(image_size=96, features=_TORCHVISION_FEATURES, adaptive_pool=6, fc=(4096, 1024)),
+    "cifar": dict(image_size=32, features=_CIFAR_FEATURES, adaptive_pool=None, fc=(1024, 1024)),
+}
+
+# Per-channel RGB mean and standard deviation of ImageNet in 0-255 units: the paper subtracts
+# the mean training image (section 2); a per-channel mean/std is the usual stand-in.
+RGB_MEAN = (123.675, 116.28, 103.53)
+RGB_STD = (58.395, 57.12, 57.375)
+
+INITS = ("keras", "paper")
+# Section 5: biases of conv2, conv4, conv5 and the hidden fully connected layers are 1.
+_PAPER_UNIT_BIAS = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+
+
+def default_image_size(variant):
+    return _config(variant)["image_size"]
+
+
+def min_image_size(variant):
+    """The smallest square input whose features still have at least one pixel."""
+    features = _config(variant)["features"]
+    return next(size for size in range(1, 1024) if _feature_size(features, size) >= 1)
+
+
+def build_model(
+    variant="paper",
+    *,
+    num_classes=1000,
+    image_size=None,
+    dropout=0.5,
+    init="keras",
+    l2=0.0,
+):
+    """Builds an AlexNet variant as a Keras functional model.
+
+    Args:
+        variant: a key of `VARIANTS`.
+        num_classes: width of fc8, which outputs float32 logits (also under mixed precision).
+        image_size: square input size; None means the variant's native size.
+        dropout: dropout rate after fc6 and fc7 (0.5 in the paper, section 4.2).
+        init: "keras" (Glorot-uniform kernels, zero biases) or "paper" (kernels N(0, 0.01),
+            biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere; section 5).
+        l2: L2 penalty on every kernel. Keras adds `l2 * sum(w**2)`, so the paper's weight
+            decay of 5e-4 inside the momentum update (section 5) is `l2=2.5e-4`.
+
+    Inputs are RGB pixel values in 0-255 (uint8 or float); the model normalises them itself.
+    """
+    cfg = _config(variant)
+    image_size = image_size or cfg["image_size"]
+    if _feature_size(cfg["features"], image_size) < 1:
+        raise ValueError(
+            f"Variant '{variant}' needs image_size >= {min_image_size(variant)}. "
+            f"Received: image_size={image_size}"
+        )
+    if init not in INITS:
+        raise ValueError(f"Unknown init '{init}'; expected one of {INITS}.")
+
+    def dense_args(name):
+        args = {"kernel_regularizer": keras.regularizers.L2(l2) if l2 else None}
+        if init == "paper":
+            args["kernel_initializer"] = keras.initializers.RandomNormal(0.0, 0.01)
+            args["bias_initializer"] = "ones" if name in _PAPER_UNIT_BIAS else "zeros"
+        return args
+
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
+    # Normalise in float32: bfloat16 cannot hold 123.675 or 0-255 offsets precisely.
+    x = keras.layers.Normalization(
+        mean=RGB_MEAN, variance=[s * s for s in RGB_STD], dtype="float32", name="normalize"
+    )(inputs)
+    for spec in cfg["features"]:
+        kind, name = spec[:2]
+        if kind == "conv":
+            filters, kernel, stride, padding, groups = spec[2:]
+            x = keras.layers.Conv2D(
+                filters, kernel, strides=stride, padding=padding, groups=groups,
+                activation="relu", name=name, **dense_args(name),
+            )(x)
+        elif kind == "lrn":
+            x = LocalResponseNormalization(name=name)(x)
+        elif kind == "pool":
+            size, stride, padding = spec[2:]
+            x = keras.layers.MaxPooling2D(size, stride, padding=padding, name=name)(x)
+        elif kind == "pad":
+            x = keras.layers.ZeroPadding2D(spec[2], name=name)(x)
+    if cfg["adaptive_pool"]:
+        x = keras.layers.AdaptiveAveragePooling2D(cfg["adaptive_pool"], name="avgpool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for index, units in enumerate(cfg["fc"], start=6):
+        x = keras.layers.Dense(units, activation="relu", name=f"fc{index}",
+                               **dense_args(f"fc{index}"))(x)
+        x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="fc8", **dense_args("fc8"))(x)
+    return keras.Model(inputs, logits, name=f"alexnet_{variant}")
+
+
+def count_flops(model):
+    """Forward-pass FLOPs per image (a multiply-add counts 2) of convolutions and dense layers."""
+    flops = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, out_channels = layer.output.shape
+            kernel_h, kernel_w, in_per_group, _ = layer.kernel.shape
+            flops += 2 * height * width * out_channels * kernel_h * kernel_w * in_per_group
+        elif isinstance(layer, keras.layers.Dense):
+            flops += 2 * math.prod(layer.kernel.shape)
+    return flops
+
+
+def _config(variant):
+    if variant not in _CONFIGS:
+        raise ValueError(f"Unknown variant '{variant}'; known variants: {', '.join(_CONFIGS)}.")
+    return _CONFIGS[variant]
+
+
+def _feature_size(features, size):
+    """Spatial size after the feature extractor, or 0 when a layer has nothing left to see."""
+    for spec in features:
+        kind = spec[0]
+        if kind == "pad":
+            size += 2 * spec[2]
+        elif kind in ("conv", "pool"):
+            kernel, stride, padding = (spec[3], spec[4], spec[5]) if kind == "conv" else spec[2:5]
+            size = math.ceil(size / stride) if padding == "same" else (size - kernel) // stride + 1
+        if size < 1:
+            return 0
+    return size

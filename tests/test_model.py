@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+import alexnet_tf
+from alexnet_tf import LocalResponseNormalization, build_model
+from alexnet_tf.model import min_image_size
+
+
+def lrn_reference(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
+    """Section 3.3 of the paper, written out over the channel axis."""
+    channels = a.shape[-1]
+    b = np.empty_like(a)
+    for i in range(channels):
+        lo, hi = max(0, i - n // 2), min(channels - 1, i + n // 2)
+        b[..., i] = a[..., i] / (k + alpha * np.sum(a[..., lo : hi + 1] ** 2, axis=-1)) ** beta
+    return b
+
+
+@pytest.mark.parametrize(
+    "variant, kwargs, expected",
+    [
+        ("paper", {}, 60_965_224),
+        ("torchvision", {}, 61_100_840),
+        ("seed", {"num_classes": 10, "image_size": 96}, 44_428_106),
+    ],
+)
+def test_parameter_counts(variant, kwargs, expected):
+    assert build_model(variant, **kwargs).count_params() == expected
+
+
+def test_lrn_matches_paper_formula_including_edge_channels():
+    rng = np.random.default_rng(0)
+    # Large activations make the alpha term matter; 7 channels put every window at an edge.
+    a = rng.uniform(0, 60, size=(2, 3, 4, 7)).astype("float32")
+    got = LocalResponseNormalization()(a).numpy()
+    np.testing.assert_allclose(got, lrn_reference(a), atol=1e-5, rtol=1e-5)
+    assert not np.allclose(got, a / 2.0**0.75, atol=1e-3)  # the sum really contributes
+
+
+def test_lrn_config_round_trip():
+    layer = LocalResponseNormalization(depth_radius=3, bias=1.0, alpha=2e-4, beta=0.5, name="x")
+    config = layer.get_config()
+    assert {k: config[k] for k in ("depth_radius", "bias", "alpha", "beta")} == {
+        "depth_radius": 3, "bias": 1.0, "alpha": 2e-4, "beta": 0.5,
+    }
+    clone = LocalResponseNormalization.from_config(config)
+    assert clone.get_config() == config
+    defaults = LocalResponseNormalization().get_config()
+    assert (defaults["depth_radius"], defaults["bias"], defaults["alpha"], defaults["beta"]) == (
+        2, 2.0, 1e-4, 0.75,
+    )
+
+
+@pytest.mark.parametrize(
+    "variant, size, classes",
+    [("paper", 227, 7), ("paper", 224, 7), ("torchvision", 224, 5), ("torchvision", 96, 5),
+     ("seed", 64, 10), ("seed", 96, 10), ("seed", 128, 10), ("cifar", 32, 10), ("cifar", 16, 3),
+     ("cifar", 48, 3)],
+)
+def test_output_shapes(variant, size, classes):
+    model = build_model(variant, num_classes=classes, image_size=size)
+    x = np.random.default_rng(0).integers(0, 256, size=(2, size, size, 3), dtype="uint8")
+    assert model(x).shape == (2, classes)
+
+
+def test_layer_names_follow_the_paper():
+    names = {layer.name for layer in build_model("paper").layers}
+    expected = {"conv1", "conv2", "conv3", "conv4", "conv5", "lrn1", "lrn2", "pool1", "pool2",
+                "pool5", "fc6", "fc7", "fc8"}
+    assert expected <= names
+    assert {"lrn1", "lrn2"} <= {layer.name for layer in build_model("cifar").layers}
+
+
+def test_keras_save_and_reload_gives_identical_outputs(tmp_path):
+    model = build_model("cifar", num_classes=4, image_size=32)
+    x = np.random.default_rng(1).uniform(0, 255, size=(3, 32, 32, 3)).astype("float32")
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), reloaded.predict(x, verbose=0))
+
+
+def test_mixed_bfloat16_gives_float32_logits():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_model("cifar", num_classes=3, image_size=32)
+        assert model.get_layer("conv1").compute_dtype == "bfloat16"
+        out = model(np.zeros((1, 32, 32, 3), "float32"))
+        assert out.dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_paper_init():
+    model = build_model("paper", num_classes=10, init="paper")
+    assert np.all(model.get_layer("conv2").bias.numpy() == 1.0)
+    assert np.all(model.get_layer("conv3").bias.numpy() == 0.0)
+    assert np.all(model.get_layer("fc7").bias.numpy() == 1.0)
+    assert abs(float(np.std(model.get_layer("fc6").kernel.numpy())) - 0.01) < 5e-4
+
+
+def test_l2_matches_paper_weight_decay():
+    model = build_model("cifar", num_classes=3, l2=2.5e-4)
+    assert len(model.losses) == 8  # five conv and three dense kernels
+
+
+def test_error_messages():
+    with pytest.raises(ValueError, match=r"'paper'.*>= 67\. Received: image_size=64"):
+        build_model("paper", image_size=64)
+    assert min_image_size("seed") == 63
+    with pytest.raises(ValueError, match="known variants: paper, torchvision, seed, cifar"):
+        build_model("vgg")
+
+
+def test_variants_listing():
+    assert set(alexnet_tf.VARIANTS) == {"paper", "torchvision", "seed", "cifar"}
+    assert all(isinstance(line, str) and "\n" not in line for line in alexnet_tf.VARIANTS.values())
