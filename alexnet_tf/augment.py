@@ -1,0 +1,113 @@
+"""Image preprocessing and the paper's augmentation, as TensorFlow functions.
+
+Every function works eagerly and inside `tf.data`, on uint8 or float images with pixel values
+0-255, and returns float32. Randomness is stateless (an explicit `seed` of shape [2]) so that
+the same seed gives the same batches.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+# The ImageNet RGB eigen-decomposition used by fb.resnet.torch (pixels scaled to [0, 1]); the paper
+# (section 4.1) prints none. Columns of IMAGENET_EIGVEC are the eigenvectors.
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+LIGHTING_STD = 0.1  # alpha_i ~ N(0, 0.1), section 4.1
+CIFAR_PAD = 4  # pad-4-and-crop, the standard CIFAR translation augmentation
+
+
+def resize_and_center_crop(images, size, crop_fraction=1.0):
+    """Scales the short side to `size / crop_fraction`, then takes the centre `size x size`.
+
+    The one preprocessing shared by evaluation, `predict`, the app and the exported serving
+    signatures. Works on one image [H, W, 3] or a batch [N, H, W, 3]; returns float32 0-255.
+    """
+    images = tf.convert_to_tensor(images)
+    shape = tf.shape(images)
+    height, width = tf.cast(shape[-3], tf.float32), tf.cast(shape[-2], tf.float32)
+    target = tf.math.ceil(size / crop_fraction)
+    scale = target / tf.minimum(height, width)
+    new_h = tf.maximum(tf.cast(tf.round(height * scale), tf.int32), size)
+    new_w = tf.maximum(tf.cast(tf.round(width * scale), tf.int32), size)
+    # Antialiasing matters when shrinking photos; it is a no-op at the same size.
+    resized = tf.image.resize(tf.cast(images, tf.float32), [new_h, new_w], antialias=True)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    cropped = resized[..., top : top + size, left : left + size, :]
+    return tf.ensure_shape(cropped, [*images.shape[:-3], size, size, 3])
+
+
+def decode_image(contents):
+    """JPEG, PNG, GIF (first frame) or BMP bytes -> uint8 RGB; grayscale and RGBA become RGB."""
+    return tf.io.decode_image(contents, channels=3, expand_animations=False)
+
+
+def lighting(image, seed, std=LIGHTING_STD, eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC):
+    """The paper's PCA colour augmentation (section 4.1) on a 0-255 image.
+
+    Adds [p1 p2 p3][a1*l1, a2*l2, a3*l3]^T to every pixel, a_i ~ N(0, std) drawn per image.
+    """
+    alpha = tf.random.stateless_normal([3], seed, stddev=std)
+    eigvec = tf.constant(eigvec, tf.float32)
+    rgb = tf.linalg.matvec(eigvec, alpha * tf.constant(eigval, tf.float32)) * 255.0
+    return tf.clip_by_value(tf.cast(image, tf.float32) + rgb, 0.0, 255.0)
+
+
+def pca_from_images(images, max_pixels=1_000_000, seed=0):
+    """Eigen-decomposition of the RGB covariance of uint8 images, in [0, 1] units.
+
+    Returns (eigval, eigvec) in the layout of IMAGENET_EIGVAL/IMAGENET_EIGVEC, largest first.
+    """
+    pixels = np.asarray(images).reshape(-1, 3)
+    if len(pixels) > max_pixels:
+        pixels = pixels[np.random.default_rng(seed).choice(len(pixels), max_pixels, replace=False)]
+    eigval, eigvec = np.linalg.eigh(np.cov(pixels.astype(np.float64).T / 255.0))
+    order = np.argsort(eigval)[::-1]
+    return tuple(eigval[order].tolist()), tuple(map(tuple, eigvec[:, order].tolist()))
+
+
+def train_augment(image, seed, *, image_size, crop="random", flip=True, lighting_std=0.0,
+                  eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC):
+    """Random crop, horizontal flip and PCA lighting of one stored image; float32 out.
+
+    crop: "random" takes an `image_size` crop of the stored (larger) image, as the paper's 224
+    crops of 256x256 images (section 4.1); "pad" zero-pads by 4 first (32 px variants);
+    "none" resizes to `image_size`.
+    """
+    crop_seed, flip_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    image = tf.cast(image, tf.float32)
+    if crop == "pad":
+        image = tf.pad(image, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
+    if crop in ("pad", "random"):
+        image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], crop_seed)
+    elif crop == "none":
+        image = resize_and_center_crop(image, image_size)
+    else:
+        raise ValueError(f"Unknown crop '{crop}'; expected random, pad or none.")
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    if lighting_std:
+        image = lighting(image, light_seed, lighting_std, eigval, eigvec)
+    return image
+
+
+def ten_crop(image, image_size, crop="random"):
+    """The paper's test-time views (section 4.1): 4 corners and the centre, and their mirrors.
+
+    `crop` is the training crop: for "pad" the corners are taken from the zero-padded image,
+    the extreme positions seen in training. Returns [10, image_size, image_size, 3] float32.
+    """
+    image = tf.cast(image, tf.float32)
+    if crop == "pad":
+        image = tf.pad(image, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
+    elif crop == "none":
+        image = resize_and_center_crop(image, image_size)
+    shape = tf.shape(image)
+    bottom, right = shape[0] - image_size, shape[1] - image_size
+    offsets = [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
+    crops = tf.stack([image[y : y + image_size, x : x + image_size] for y, x in offsets])
+    crops = tf.ensure_shape(crops, [5, image_size, image_size, 3])
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)

@@ -1,0 +1,310 @@
+"""Data sources (tensorflow-datasets, image folders, synthetic) and the tf.data pipelines.
+
+`load` reads a source into splits of stored images (uint8, `load_size` square, unbatched);
+`train_pipeline` and `eval_pipeline` turn a split into batches for Keras.
+"""
+
+import dataclasses
+import os
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf import augment
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Above this many bytes of decoded images, stream from files instead of caching in memory
+# (from_tensor_slices also embeds the array in the dataset graph, which must stay under 2 GB).
+CACHE_LIMIT_BYTES = 1_500_000_000
+SYNTHETIC_SIZES = {"train": 1024, "val": 256, "test": 256}
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class DataError(Exception):
+    """A problem with the user's data, reported to them as one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """How images are stored and cropped for a model input of `image_size`."""
+
+    image_size: int
+    load_size: int  # images are stored as load_size x load_size (short side scaled, centre crop)
+    crop: str  # training crop: "pad" (32 px variants) or "random" (crop of the stored image)
+
+    @property
+    def crop_fraction(self):
+        return self.image_size / self.load_size
+
+
+def geometry_for(image_size):
+    if image_size <= 64:  # CIFAR-sized: store as is, pad-4-and-crop
+        return Geometry(image_size, image_size, "pad")
+    # Section 2 and 4.1: 256x256 images, random 224 (227) crops; other sizes keep the 224/256 ratio.
+    load_size = 256 if image_size in (224, 227) else round(image_size * 256 / 224)
+    return Geometry(image_size, load_size, "random")
+
+
+@dataclasses.dataclass
+class Split:
+    dataset: tf.data.Dataset  # (uint8 [L, L, 3], int32 label), unbatched
+    size: int
+    images: np.ndarray | None = None  # the decoded images when cached in memory
+
+
+@dataclasses.dataclass
+class Data:
+    name: str
+    class_names: tuple
+    train: Split
+    val: Split
+    test: Split | None
+    bad_files: list
+
+
+def load(source, *, image_size, val_fraction=0.1, seed=0, limit=None, cache=True, data_dir=None):
+    """Loads `source`: a tfds name (`cifar10`, `tfds:NAME`), a folder, or `synthetic`."""
+    geometry = geometry_for(image_size)
+    if source == "synthetic":
+        return _load_synthetic(geometry, seed, limit)
+    if os.sep in source or source.startswith(".") or os.path.isdir(source):
+        return _load_folder(pathlib.Path(source), geometry, val_fraction, seed, limit, cache)
+    return _load_tfds(source.removeprefix("tfds:"), geometry, val_fraction, limit, cache, data_dir)
+
+
+def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
+                   lighting_std=0.0, eigval=augment.IMAGENET_EIGVAL,
+                   eigvec=augment.IMAGENET_EIGVEC):
+    """Shuffled, augmented, one-hot batches of `batch_size` (the global batch)."""
+    buffer = split.size if split.images is not None else min(split.size, 10_000)
+    images = split.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    # One stateless seed pair per image, new each epoch, the same for the same `seed`.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def augment_one(example, pair):
+        image, label = example
+        return augment.train_augment(
+            image, pair, image_size=geometry.image_size, crop=geometry.crop, flip=flip,
+            lighting_std=lighting_std, eigval=eigval, eigvec=eigvec), label
+
+    ds = tf.data.Dataset.zip(images, seeds).map(augment_one, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)
+    return _finish(ds.map(lambda x, y: (x, tf.one_hot(y, num_classes))))
+
+
+def eval_pipeline(split, geometry, *, batch_size, num_classes=None, ten_crop=False):
+    """Centre-cropped batches (or [batch, 10, S, S, 3] views with `ten_crop`).
+
+    Labels are one-hot when `num_classes` is given (for Keras metrics), else integers.
+    """
+    if ten_crop:
+        def views(image):
+            return augment.ten_crop(image, geometry.image_size, geometry.crop)
+    else:
+        def views(image):
+            return augment.resize_and_center_crop(image, geometry.image_size, geometry.crop_fraction)
+    ds = split.dataset.map(lambda x, y: (views(x), y), num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if num_classes:
+        ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+    return _finish(ds)
+
+
+def write_bad_files(bad_files, path):
+    """Reports skipped files once: a count on the console, the names in `path`."""
+    if not bad_files:
+        return
+    pathlib.Path(path).write_text("".join(f"{name}\n" for name in bad_files))
+    print(f"Skipped {len(bad_files)} unreadable image file(s); their names are in {path}")
+
+
+def _finish(ds):
+    options = tf.data.Options()
+    # Shard by element across workers: works for in-memory arrays and file lists alike.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(AUTOTUNE)
+
+
+def _store(image, load_size):
+    """One decoded image -> uint8 load_size x load_size (short side scaled, centre crop)."""
+    def resize():
+        resized = augment.resize_and_center_crop(image, load_size)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    shape = tf.shape(image)
+    already_stored = tf.logical_and(tf.equal(shape[0], load_size), tf.equal(shape[1], load_size))
+    stored = tf.cond(already_stored, lambda: tf.cast(image, tf.uint8), resize)  # CIFAR: no resize
+    return tf.ensure_shape(stored, [load_size, load_size, 3])
+
+
+# ---- folders -------------------------------------------------------------------------------
+
+def _load_folder(root, geometry, val_fraction, seed, limit, cache):
+    if not root.is_dir():
+        raise DataError(f"Data folder not found: {root}")
+    split_dirs = {"train": root / "train"}
+    if split_dirs["train"].is_dir():
+        for name, candidates in {"val": ("val", "validation"), "test": ("test",)}.items():
+            split_dirs[name] = next((root / c for c in candidates if (root / c).is_dir()), None)
+    else:
+        split_dirs = {"train": root, "val": None, "test": None}
+    class_names, train_files = _scan(split_dirs["train"])
+    rng = np.random.default_rng(seed)
+    if split_dirs["val"] is None:
+        if not 0 < val_fraction < 1:
+            raise DataError(f"{root} has no val/ folder: --val-fraction must be in (0, 1), "
+                            f"got {val_fraction}")
+        order = rng.permutation(len(train_files))
+        n_val = max(1, round(len(train_files) * val_fraction))
+        val_files = [train_files[i] for i in order[:n_val]]
+        train_files = [train_files[i] for i in order[n_val:]]
+    else:
+        val_files = _scan(split_dirs["val"], class_names)[1]
+        train_files = [train_files[i] for i in rng.permutation(len(train_files))]
+    if limit:
+        train_files = train_files[:limit]
+    test_files = _scan(split_dirs["test"], class_names)[1] if split_dirs["test"] else None
+    bad = []
+    splits = {name: _decode_files(files, geometry.load_size, cache, name, bad)
+              for name, files in [("train", train_files), ("val", val_files), ("test", test_files)]
+              if files is not None}
+    return Data(root.name, class_names, splits["train"], splits["val"], splits.get("test"), bad)
+
+
+def _scan(folder, expected_classes=None):
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{folder} has no class subfolders (expected {folder}/<class>/<image>)")
+    class_names = tuple(p.name for p in class_dirs)
+    if expected_classes is not None and class_names != tuple(expected_classes):
+        raise DataError(f"{folder} has classes {list(class_names)}, but the training classes are "
+                        f"{list(expected_classes)}")
+    files = []
+    progress = keras.utils.Progbar(len(class_dirs), unit_name="class")
+    print(f"Scanning {folder}")
+    for label, class_dir in enumerate(class_dirs):
+        images = sorted(e.path for e in os.scandir(class_dir)
+                        if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+        if not images:
+            raise DataError(f"Class folder {class_dir} holds no {'/'.join(IMAGE_EXTENSIONS)} images")
+        files += [(path, label) for path in images]
+        progress.update(label + 1)
+    return class_names, files
+
+
+def _decode_files(files, load_size, cache, name, bad):
+    paths = [path for path, _ in files]
+    labels = np.array([label for _, label in files], np.int32)
+
+    def read(path, label):
+        return _store(augment.decode_image(tf.io.read_file(path)), load_size), label, path
+
+    # Corrupt files raise in decode; ignore_errors drops them, and the surviving paths tell which.
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
+    ds = ds.map(read, num_parallel_calls=AUTOTUNE).ignore_errors()
+    if not cache or len(files) * load_size * load_size * 3 > CACHE_LIMIT_BYTES:
+        print(f"{name}: streaming {len(files)} images from files (not cached in memory)")
+        return Split(ds.map(lambda image, label, path: (image, label)), len(files))
+    images = np.empty((len(files), load_size, load_size, 3), np.uint8)
+    kept_labels, kept_paths, count = np.empty_like(labels), set(), 0
+    print(f"Decoding {name} images into memory ({len(files)} files)")
+    progress = keras.utils.Progbar(len(files), unit_name="image")
+    for batch_images, batch_labels, batch_paths in ds.batch(512).as_numpy_iterator():
+        images[count : count + len(batch_images)] = batch_images
+        kept_labels[count : count + len(batch_images)] = batch_labels
+        kept_paths.update(p.decode() for p in batch_paths)
+        count += len(batch_images)
+        progress.update(count)
+    bad += [path for path in paths if path not in kept_paths]
+    if count == 0:
+        raise DataError(f"None of the {len(files)} {name} image files could be read")
+    return _cached_split(images[:count], kept_labels[:count])
+
+
+def _cached_split(images, labels):
+    return Split(tf.data.Dataset.from_tensor_slices((images, labels)), len(images), images)
+
+
+# ---- tensorflow-datasets -------------------------------------------------------------------
+
+def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir):
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.download import downloader
+
+    try:
+        tfds.builder(name, data_dir=data_dir)
+    except Exception as error:  # tfds raises DatasetNotFoundError with a long listing
+        raise DataError(f"Unknown tensorflow-datasets dataset '{name}' ({type(error).__name__}). "
+                        "Use --data cifar10, --data tfds:NAME or --data PATH/TO/FOLDER") from None
+    # tfds retries a failed download 10 times with back-off; offline that is minutes of waiting.
+    retries, downloader.MAX_RETRIES = downloader.MAX_RETRIES, 2
+    try:
+        train, info = tfds.load(name, split="train", as_supervised=True, with_info=True,
+                                data_dir=data_dir)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise DataError(
+            f"Could not download or prepare tensorflow-datasets '{name}' "
+            f"({type(error).__name__}: {reason}). Without internet, train from a folder of "
+            f"images instead: --data PATH/TO/FOLDER (one subfolder per class)") from None
+    finally:
+        downloader.MAX_RETRIES = retries
+    label_feature = info.features[info.supervised_keys[1]]
+    class_names = CIFAR10_CLASSES if name == "cifar10" else tuple(label_feature.names)
+    others = {split: tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
+              for split in ("validation", "test") if split in info.splits}
+    val = others.get("validation")
+    if val is None:  # no validation split: the last `val_fraction` of train
+        n_train = int(train.cardinality())
+        n_val = max(1, round(n_train * val_fraction))
+        train, val = train.take(n_train - n_val), train.skip(n_train - n_val)
+    if limit:
+        train = train.take(limit)
+    splits = {split: _tfds_split(ds, geometry.load_size, cache, split)
+              for split, ds in [("train", train), ("val", val), ("test", others.get("test"))]
+              if ds is not None}
+    return Data(name, class_names, splits["train"], splits["val"], splits.get("test"), [])
+
+
+def _tfds_split(ds, load_size, cache, split):
+    size = int(ds.cardinality())  # tfds knows its split sizes, slices and `take` included
+    ds = ds.map(lambda image, label: (_store(image, load_size), tf.cast(label, tf.int32)),
+                num_parallel_calls=AUTOTUNE)
+    if not cache or size * load_size * load_size * 3 > CACHE_LIMIT_BYTES:
+        return Split(ds, size)
+    print(f"Decoding {split} into memory")
+    images, labels = [], []
+    progress = keras.utils.Progbar(size, unit_name="image")
+    for batch_images, batch_labels in ds.batch(1024).as_numpy_iterator():
+        images.append(batch_images)
+        labels.append(batch_labels)
+        progress.add(len(batch_images))
+    if not images:
+        raise DataError(f"tensorflow-datasets split '{split}' is empty")
+    return _cached_split(np.concatenate(images), np.concatenate(labels))
+
+
+# ---- synthetic -----------------------------------------------------------------------------
+
+def _load_synthetic(geometry, seed, limit):
+    """Ten classes of coloured gratings at class-specific angles, with random phase and noise."""
+    class_names = tuple(f"pattern{k}" for k in range(10))
+    sizes = dict(SYNTHETIC_SIZES, train=limit or SYNTHETIC_SIZES["train"])
+    rng = np.random.default_rng(seed)
+    size = geometry.load_size
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    splits = {}
+    for name, count in sizes.items():
+        labels = rng.integers(0, 10, count).astype(np.int32)
+        angle = labels * np.pi / 10 + rng.normal(0, 0.05, count)
+        phase = rng.uniform(0, 2 * np.pi, count)
+        wave = np.sin(2 * np.pi * 4 * (np.cos(angle)[:, None, None] * xx
+                                       + np.sin(angle)[:, None, None] * yy) + phase[:, None, None])
+        tint = np.stack([np.cos(labels), np.sin(labels), np.cos(2 * labels)], -1)[:, None, None]
+        images = 128 + 60 * wave[..., None] * (0.6 + 0.4 * tint) + rng.normal(0, 20, (count, size, size, 3))
+        splits[name] = _cached_split(np.clip(images, 0, 255).astype(np.uint8), labels)
+    return Data("synthetic", class_names, splits["train"], splits["val"], splits["test"], [])

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import augment
+
+
+def image(size=40, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def both_ways(fn, *args):
+    """Runs fn eagerly and inside tf.data; returns both results."""
+    eager = fn(*[tf.constant(a) for a in args])
+    ds = tf.data.Dataset.from_tensors(tuple(args)).map(fn)
+    return np.asarray(eager), np.asarray(next(iter(ds)))
+
+
+@pytest.mark.parametrize("crop, stored, size", [("pad", 32, 32), ("random", 73, 64), ("none", 50, 40)])
+def test_train_augment_shapes_and_determinism(crop, stored, size):
+    fn = lambda img, seed: augment.train_augment(img, seed, image_size=size, crop=crop,
+                                                 lighting_std=0.1)
+    eager, in_data = both_ways(fn, image(stored), np.array([1, 2], np.int64))
+    assert eager.shape == (size, size, 3) and eager.dtype == np.float32
+    np.testing.assert_allclose(eager, in_data, atol=1e-4)
+    other = fn(tf.constant(image(stored)), tf.constant([3, 4], tf.int64)).numpy()
+    assert not np.allclose(eager, other)
+
+
+def test_flip_really_flips():
+    img = image(32)
+    flips = [augment.train_augment(img, tf.constant([s, 0]), image_size=32, crop="none").numpy()
+             for s in range(20)]
+    flipped = [f for f in flips if np.array_equal(f, img[:, ::-1].astype(np.float32))]
+    kept = [f for f in flips if np.array_equal(f, img.astype(np.float32))]
+    assert flipped and kept and len(flipped) + len(kept) == 20
+
+
+def test_pca_lighting_statistics():
+    flat = np.full((4, 4, 3), 128, np.uint8)
+    shifts = np.stack([augment.lighting(flat, tf.constant([s, 7]))[0, 0].numpy() - 128
+                       for s in range(3000)])
+    eigvec, eigval = np.array(augment.IMAGENET_EIGVEC), np.array(augment.IMAGENET_EIGVAL)
+    # Each channel's shift is a sum of independent normals: var_c = sum_j (v_cj * 0.1 * l_j * 255)^2.
+    expected_std = np.sqrt(((eigvec * 0.1 * eigval * 255) ** 2).sum(axis=1))
+    np.testing.assert_allclose(shifts.std(axis=0), expected_std, rtol=0.08)
+    np.testing.assert_allclose(shifts.mean(axis=0), 0, atol=0.2)
+    # The same alpha moves every pixel alike.
+    out = augment.lighting(image(8), tf.constant([1, 1])).numpy()
+    assert out.min() >= 0 and out.max() <= 255
+
+
+def test_pca_from_images_recovers_a_known_direction():
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (20000, 1)).repeat(3, axis=1)  # variance only along (1, 1, 1)
+    eigval, eigvec = augment.pca_from_images(grey.reshape(-1, 1, 1, 3))
+    assert eigval[0] > 100 * max(eigval[1], 1e-12)
+    np.testing.assert_allclose(np.abs(np.array(eigvec)[:, 0]), np.full(3, 3 ** -0.5), atol=1e-6)
+
+
+def test_ten_crop():
+    img = image(40)
+    eager, in_data = both_ways(lambda x: augment.ten_crop(x, 32, crop="random"), img)
+    assert eager.shape == (10, 32, 32, 3)
+    np.testing.assert_array_equal(eager, in_data)
+    np.testing.assert_array_equal(eager[0], img[:32, :32])  # top-left corner
+    np.testing.assert_array_equal(eager[4], img[4:36, 4:36])  # centre
+    np.testing.assert_array_equal(eager[5], eager[0][:, ::-1])  # its mirror
+    padded = augment.ten_crop(image(32), 32, crop="pad").numpy()
+    assert padded.shape == (10, 32, 32, 3) and np.all(padded[0, :4] == 0)
+
+
+def test_resize_and_center_crop():
+    wide = np.zeros((20, 40, 3), np.uint8)
+    wide[:, 10:30] = 200  # the centre square is bright
+    out = augment.resize_and_center_crop(wide, 10).numpy()
+    assert out.shape == (10, 10, 3) and out.mean() > 190
+    batch = augment.resize_and_center_crop(np.stack([wide, wide]), 8, crop_fraction=0.5).numpy()
+    assert batch.shape == (2, 8, 8, 3)
+    same = augment.resize_and_center_crop(image(32), 32).numpy()
+    np.testing.assert_allclose(same, image(32), atol=1e-3)
