@@ -1,0 +1,186 @@
+"""One frozen run configuration: defaults, named recipes, command-line flags and JSON."""
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import types
+import typing
+
+from alexnet_tf.model import VARIANTS
+
+# Recipes bundle optimiser, schedule and regularisation; every part can be overridden by a flag.
+RECIPES = {
+    # Section 5: SGD, batch 128, momentum 0.9, weight decay 5e-4 through the gradient (inside
+    # momentum; Keras' L2 adds l2 * sum(w^2), so l2=2.5e-4), lr 0.01 divided by 10 when the
+    # validation accuracy stops improving (three times), dropout 0.5, ~90 epochs, N(0, 0.01) init.
+    "paper": dict(epochs=90, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9,
+                  nesterov=False, l2=2.5e-4, weight_decay=0.0, schedule="plateau",
+                  warmup_epochs=0, label_smoothing=0.0, dropout=0.5, init="paper", lighting=0.1),
+    # The classic CIFAR-10 tutorial: Adam 1e-3 with weight decay 1e-4, batch 500.
+    "seed": dict(epochs=30, batch_size=500, optimizer="adam", lr=1e-3, momentum=0.0,
+                 nesterov=False, l2=0.0, weight_decay=1e-4, schedule="constant",
+                 warmup_epochs=0, label_smoothing=0.0, dropout=0.5, init="keras", lighting=0.0),
+    # Accuracy per minute on a CPU for the `cifar` variant: Nesterov SGD with a linear warm-up
+    # and cosine decay (Goyal et al. 2017; Loshchilov & Hutter 2017), label smoothing 0.1
+    # (Szegedy et al. 2016), the paper's coupled weight decay.
+    "fast": dict(epochs=30, batch_size=256, optimizer="sgd", lr=0.02, momentum=0.9,
+                 nesterov=True, l2=2.5e-4, weight_decay=0.0, schedule="cosine",
+                 warmup_epochs=1, label_smoothing=0.1, dropout=0.5, init="keras", lighting=0.0),
+}
+DEFAULT_RECIPE = {"paper": "paper", "torchvision": "paper", "seed": "seed", "cifar": "fast"}
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+SCHEDULES = ("plateau", "cosine", "constant")
+OPTIMIZERS = ("sgd", "adam")
+
+
+class ConfigError(Exception):
+    """A bad flag or config file, reported as one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data: str = "cifar10"  # tfds name, tfds:NAME, a folder, or synthetic
+    variant: str = "cifar"
+    recipe: str | None = None  # default: paper/seed/fast by variant
+    epochs: int | None = None
+    batch_size: int | None = None  # global, across all replicas
+    image_size: int | None = None  # default: the variant's native size
+    precision: str = "auto"
+    val_fraction: float = 0.1
+    limit: int | None = None  # use only the first N training examples
+    seed: int = 0
+    workdir: str | None = None  # default: runs/alexnet_<dataset>_<variant>
+    export_dir: str | None = None  # default: saved_models/alexnet_<dataset>
+    # Recipe parts (None = the recipe's value).
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    l2: float | None = None
+    weight_decay: float | None = None  # decoupled (Keras optimizer weight_decay)
+    schedule: str | None = None
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
+    dropout: float | None = None
+    init: str | None = None
+    lighting: float | None = None  # PCA colour noise std (0.1 in the paper); 0 turns it off
+    pca: str = "imagenet"  # eigen-decomposition for lighting: imagenet or data
+    flip: bool = True
+    cache: bool = True  # decoded images in memory when they fit
+    tta: bool = False  # also report 10-crop accuracy at the end
+    jit_compile: bool = False
+    cpu_replicas: int = 0  # >1: MirroredStrategy over that many logical CPU devices
+    verbose: str = "auto"  # Keras progress: auto, 1 (bar) or 2 (a line per epoch)
+    overwrite: bool = False
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @property
+    def dataset_name(self):
+        """A short name for paths: the tfds name, or the folder's (its parent's for train/)."""
+        if self.data == "synthetic" or "/" not in self.data:
+            return self.data.removeprefix("tfds:")
+        path = pathlib.Path(self.data).resolve()
+        return path.parent.name if path.name in ("train", "training") else path.name
+
+
+HELP = {
+    "data": "cifar10 (tensorflow-datasets, default), tfds:NAME, a folder of class subfolders "
+            "(or with train/ [val/] [test/]), or synthetic",
+    "variant": f"one of {', '.join(VARIANTS)} (default: cifar)",
+    "recipe": f"one of {', '.join(RECIPES)} (default: paper for paper/torchvision, seed for "
+              "seed, fast for cifar)",
+    "batch_size": "global batch size, split across replicas (default: the recipe's)",
+    "image_size": "square input size (default: the variant's native size)",
+    "precision": f"one of {', '.join(PRECISIONS)}; auto = mixed_float16 on GPUs, "
+                 "mixed_bfloat16 on CPUs with AVX-512 BF16, float32 otherwise",
+    "val_fraction": "validation share carved from train when there is no validation split "
+                    "(seeded; default 0.1)",
+    "limit": "use only the first N training examples (quick runs)",
+    "workdir": "checkpoints, logs, plots, metrics (default: runs/alexnet_<dataset>_<variant>)",
+    "export_dir": "SavedModel base directory (default: saved_models/alexnet_<dataset>)",
+    "schedule": f"one of {', '.join(SCHEDULES)}",
+    "optimizer": f"one of {', '.join(OPTIMIZERS)}",
+    "l2": "L2 kernel penalty (coupled weight decay; the paper's 5e-4 is 2.5e-4 here)",
+    "weight_decay": "decoupled weight decay of the optimizer",
+    "init": "keras (Glorot) or paper (N(0, 0.01), unit biases)",
+    "lighting": "PCA colour augmentation std (paper: 0.1; 0 = off)",
+    "pca": "eigen-decomposition for --lighting: imagenet or data (computed from train)",
+    "cache": "keep decoded images in memory when they fit (--no-cache for large datasets)",
+    "tta": "also report 10-crop test-time-augmentation accuracy at the end",
+    "cpu_replicas": "train with MirroredStrategy over N logical CPU devices (tests the GPU path)",
+    "overwrite": "delete the workdir's previous run and start fresh",
+}
+
+# Fields that say where outputs go or how chatty a run is; changing them is the same run.
+NOT_PART_OF_THE_RUN = ("workdir", "export_dir", "overwrite", "verbose", "tta")
+
+
+def resolve(config):
+    """Fills every None from the recipe and the variant; checks choices. Returns a new Config."""
+    if config.variant not in VARIANTS:
+        raise ConfigError(f"Unknown variant '{config.variant}'; known: {', '.join(VARIANTS)}")
+    recipe = config.recipe or DEFAULT_RECIPE[config.variant]
+    if recipe not in RECIPES:
+        raise ConfigError(f"Unknown recipe '{recipe}'; known: {', '.join(RECIPES)}")
+    filled = {k: v for k, v in RECIPES[recipe].items() if getattr(config, k) is None}
+    config = dataclasses.replace(config, recipe=recipe, **filled)
+    for name, choices in [("precision", PRECISIONS), ("schedule", SCHEDULES),
+                          ("optimizer", OPTIMIZERS), ("pca", ("imagenet", "data"))]:
+        if getattr(config, name) not in choices:
+            raise ConfigError(f"--{name} must be one of {', '.join(choices)}; "
+                              f"got '{getattr(config, name)}'")
+    for name in ("epochs", "batch_size"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    return config
+
+
+def parse(argv=None):
+    """Config from `--config FILE` (JSON) and flags, flags winning; resolved."""
+    parser = argparse.ArgumentParser(
+        prog="python -m alexnet_tf.train",
+        description="Train AlexNet, evaluate it and export a SavedModel.",
+        epilog="Variants: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()),
+    )
+    parser.add_argument("--config", metavar="FILE", help="JSON config; flags override it")
+    for field in dataclasses.fields(Config):
+        flag = "--" + field.name.replace("_", "-")
+        kind = _base_type(field.type)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=HELP.get(field.name))
+        else:
+            parser.add_argument(flag, type=kind, default=None, metavar=field.name.upper(),
+                                help=HELP.get(field.name, f"default: {field.default}"))
+    args = vars(parser.parse_args(argv))
+    config_file = args.pop("config")
+    base = load_json(config_file) if config_file else {}
+    overrides = {k: v for k, v in args.items() if v is not None}
+    return resolve(Config(**{**base, **overrides}))
+
+
+def load_json(path):
+    try:
+        values = json.loads(pathlib.Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"Cannot read config file {path}: {error}") from None
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown config keys {unknown}")
+    return values
+
+
+def differences(old, new):
+    """Names of the fields (that define a run) whose values differ."""
+    return [f.name for f in dataclasses.fields(Config)
+            if f.name not in NOT_PART_OF_THE_RUN and old.get(f.name) != getattr(new, f.name)]
+
+
+def _base_type(annotation):
+    if isinstance(annotation, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation

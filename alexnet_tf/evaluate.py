@@ -1,0 +1,129 @@
+"""Accuracy of a model on a data split: top-1, top-5, per class, confusion matrix.
+
+    python -m alexnet_tf.evaluate --model saved_models/alexnet_cifar10 --data DATA [--split test]
+        [--tta] [--json FILE]
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from alexnet_tf import data as data_lib
+from alexnet_tf import plots
+from alexnet_tf.inference import Classifier, ModelNotFound
+
+
+def predict_split(predict, dataset, ten_crop=False):
+    """Runs `predict(images) -> probabilities` over (images, labels) batches.
+
+    With `ten_crop` the batches hold [B, 10, S, S, 3] views whose softmax outputs are averaged
+    (section 4.1 of the paper). Returns (probabilities [N, C], labels [N]).
+    """
+    probabilities, labels = [], []
+    for images, batch_labels in dataset.as_numpy_iterator():
+        if ten_crop:
+            views = images.shape[1]
+            out = np.asarray(predict(images.reshape(-1, *images.shape[2:])))
+            out = out.reshape(len(images), views, -1).mean(axis=1)
+        else:
+            out = np.asarray(predict(images))
+        probabilities.append(out)
+        labels.append(batch_labels)
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def compute_metrics(probabilities, labels, class_names):
+    """top1, top5, per-class accuracy and the confusion matrix (rows true, columns predicted)."""
+    predicted = probabilities.argmax(axis=1)
+    k = min(5, probabilities.shape[1])
+    top5 = (np.argsort(-probabilities, axis=1)[:, :k] == labels[:, None]).any(axis=1)
+    n = len(class_names)
+    matrix = np.zeros((n, n), np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    per_class = {name: (float(matrix[i, i] / matrix[i].sum()) if matrix[i].sum() else None)
+                 for i, name in enumerate(class_names)}
+    return {
+        "num_examples": int(len(labels)),
+        "top1": float((predicted == labels).mean()),
+        "top5": float(top5.mean()),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def evaluate_export(classifier, dataset_split, geometry, data_classes, *, batch_size=256,
+                    ten_crop=False):
+    """Metrics of an export on a split whose labels index `data_classes`."""
+    model_classes = classifier.class_names
+    unknown = [c for c in data_classes if c not in model_classes]
+    if unknown:
+        raise data_lib.DataError(f"The model does not know the data's classes {unknown}; "
+                                 f"it knows {model_classes}")
+    to_model = np.array([model_classes.index(c) for c in data_classes])
+    ds = data_lib.eval_pipeline(dataset_split, geometry, batch_size=batch_size, ten_crop=ten_crop)
+    if ten_crop:
+        def predict(images):
+            return classifier.classify_preprocessed(images)["probabilities"]
+    else:
+        def predict(images):  # the serving signature itself: uint8 in, its own preprocessing
+            return classifier.classify(np.clip(np.round(images), 0, 255))["probabilities"]
+    probabilities, labels = predict_split(predict, ds, ten_crop)
+    return compute_metrics(probabilities, to_model[labels], model_classes)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m alexnet_tf.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="export: version dir or model base dir")
+    parser.add_argument("--data", required=True, help="as for train: cifar10, tfds:NAME, a folder")
+    parser.add_argument("--split", default="test", choices=("test", "val", "train"),
+                        help="default test; falls back to val when the data has no test split")
+    parser.add_argument("--tta", action="store_true", help="10-crop test-time augmentation")
+    parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
+    parser.add_argument("--plot", metavar="PNG", default="confusion_matrix.png",
+                        help="confusion-matrix image (default: %(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="as used in training, to rebuild the same held-out split")
+    parser.add_argument("--seed", type=int, default=0, help="as used in training")
+    parser.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    try:
+        classifier = Classifier(args.model)
+        geometry = data_lib.Geometry(classifier.image_size,
+                                     round(classifier.image_size / classifier.metadata.get(
+                                         "crop_fraction", 1.0)),
+                                     data_lib.geometry_for(classifier.image_size).crop)
+        dataset = data_lib.load(args.data, image_size=classifier.image_size,
+                                val_fraction=args.val_fraction, seed=args.seed)
+        split = args.split
+        if split == "test" and dataset.test is None:
+            print(f"{args.data} has no test split: evaluating on the validation split")
+            split = "val"
+        metrics = evaluate_export(classifier, getattr(dataset, split), geometry,
+                                  dataset.class_names, batch_size=args.batch_size,
+                                  ten_crop=args.tta)
+    except (ModelNotFound, data_lib.DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    data_lib.write_bad_files(dataset.bad_files, "bad_files.txt")
+    metrics = {"model": str(classifier.path), "data": args.data, "split": split,
+               "tta": args.tta, **metrics}
+    plots.confusion_matrix(metrics["confusion_matrix"], classifier.class_names, args.plot,
+                           title=f"{args.data} ({split})")
+    print(f"{split}: top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
+          f"({metrics['num_examples']} images{', 10-crop' if args.tta else ''})")
+    for name, accuracy in metrics["per_class_accuracy"].items():
+        if accuracy is not None:
+            print(f"  {name:>20s} {accuracy:.4f}")
+    print(f"Confusion matrix: {args.plot}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(metrics, indent=2))
+        print(f"Metrics: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

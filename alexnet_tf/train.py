@@ -1,0 +1,210 @@
+"""Train AlexNet, evaluate it and export a TF Serving-ready SavedModel.
+
+    python -m alexnet_tf.train [--data cifar10|tfds:NAME|FOLDER|synthetic] [--variant cifar] ...
+
+Reads top to bottom: config -> strategy and precision -> data -> model -> fit -> evaluate ->
+plots and metrics -> export. Re-running the same command resumes an interrupted run.
+"""
+
+import dataclasses
+import json
+import math
+import pathlib
+import shutil
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf import augment, config as config_lib, data as data_lib, distribute, plots
+from alexnet_tf.evaluate import compute_metrics, predict_split
+from alexnet_tf.export import export_model
+from alexnet_tf.model import build_model, count_flops
+
+
+class RunError(Exception):
+    """A problem with the run's setup, reported as one line."""
+
+
+def main(argv=None):
+    try:
+        cfg = config_lib.parse(argv)
+        return train(cfg)
+    except (config_lib.ConfigError, data_lib.DataError, RunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def train(cfg):
+    started = time.time()
+    workdir = pathlib.Path(cfg.workdir or f"runs/alexnet_{cfg.dataset_name}_{cfg.variant}")
+    export_dir = cfg.export_dir or f"saved_models/alexnet_{cfg.dataset_name}"
+    cfg = dataclasses.replace(cfg, workdir=str(workdir), export_dir=export_dir)
+    _prepare_workdir(cfg, workdir)
+
+    # -- Strategy and precision -----------------------------------------------------------
+    strategy, strategy_why = distribute.choose_strategy(cfg.cpu_replicas)
+    policy, policy_why = distribute.choose_precision(cfg.precision)
+    keras.mixed_precision.set_global_policy(policy)
+    replicas = strategy.num_replicas_in_sync
+    print(f"Strategy: {strategy_why}. Precision: {policy} ({policy_why}).")
+    if cfg.batch_size < replicas:
+        raise RunError(f"--batch-size {cfg.batch_size} is smaller than the {replicas} replicas")
+    image_size = cfg.image_size or _default_size(cfg.variant)
+    try:
+        build_model(cfg.variant, num_classes=2, image_size=image_size)  # geometry check only
+    except ValueError as error:
+        raise RunError(str(error)) from None
+
+    # -- Data -----------------------------------------------------------------------------
+    tf.keras.utils.set_random_seed(cfg.seed)
+    data = data_lib.load(cfg.data, image_size=image_size, val_fraction=cfg.val_fraction,
+                         seed=cfg.seed, limit=cfg.limit, cache=cfg.cache)
+    data_lib.write_bad_files(data.bad_files, workdir / "bad_files.txt")
+    class_names = data.class_names
+    (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
+    geometry = data_lib.geometry_for(image_size)
+    eigval, eigvec = augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC
+    if cfg.lighting and cfg.pca == "data":
+        if data.train.images is None:
+            raise RunError("--pca data needs the training images in memory (drop --no-cache)")
+        eigval, eigvec = augment.pca_from_images(data.train.images, seed=cfg.seed)
+    steps_per_epoch = data.train.size // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise RunError(f"{data.train.size} training images make no batch of {cfg.batch_size}")
+    train_ds = data_lib.train_pipeline(
+        data.train, geometry, batch_size=cfg.batch_size, num_classes=len(class_names),
+        seed=cfg.seed, flip=cfg.flip, lighting_std=cfg.lighting, eigval=eigval, eigvec=eigvec)
+    val_ds = data_lib.eval_pipeline(data.val, geometry, batch_size=cfg.batch_size,
+                                    num_classes=len(class_names))
+    print(f"Data: {data.name}, {len(class_names)} classes, {data.train.size} train / "
+          f"{data.val.size} val / {data.test.size if data.test else 0} test images.")
+
+    # -- Model, optimiser, metrics: all inside the strategy's scope ------------------------
+    with strategy.scope():
+        model = build_model(cfg.variant, num_classes=len(class_names), image_size=image_size,
+                            dropout=cfg.dropout, init=cfg.init, l2=cfg.l2)
+        model.compile(
+            optimizer=_optimizer(cfg, steps_per_epoch),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                      label_smoothing=cfg.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                     keras.metrics.TopKCategoricalAccuracy(k=min(5, len(class_names)),
+                                                           name="top5")],
+            jit_compile=cfg.jit_compile,
+        )
+    print(f"Model: alexnet '{cfg.variant}' at {image_size} px, {model.count_params():,} "
+          f"parameters, {count_flops(model) / 1e9:.3f} GFLOPs per image. Recipe: {cfg.recipe}.")
+
+    # -- Fit ------------------------------------------------------------------------------
+    callbacks = [
+        # Resume after a crash or kill: the same command continues at the next epoch.
+        keras.callbacks.BackupAndRestore(str(workdir / "backup")),
+        keras.callbacks.ModelCheckpoint(str(workdir / "best.keras"), monitor="val_accuracy",
+                                        mode="max", save_best_only=True),
+        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(workdir / "tensorboard")),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if cfg.schedule == "plateau":
+        # Divide by 10 when validation accuracy stops improving, three times at most (section 5).
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_accuracy", mode="max", factor=0.1, patience=4, min_lr=cfg.lr * 1e-3))
+    fit_started = time.time()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+                        callbacks=callbacks, verbose=_verbose(cfg.verbose), shuffle=False)
+    fit_seconds = time.time() - fit_started
+    losses = history.history.get("loss", [])
+    if model.stop_training or any(not math.isfinite(v) for v in losses):
+        raise RunError("Training stopped: the loss became NaN or infinite. Try a lower --lr "
+                       "or --precision float32; the last good epoch is in "
+                       f"{workdir / 'best.keras'}")
+    epochs_run = len(losses)
+
+    # -- Evaluate ---------------------------------------------------------------------------
+    eval_name, eval_split = ("test", data.test) if data.test else ("val", data.val)
+    predict = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)))
+    eval_started = time.time()
+    probabilities, labels = predict_split(
+        predict, data_lib.eval_pipeline(eval_split, geometry, batch_size=cfg.batch_size))
+    eval_seconds = time.time() - eval_started
+    metrics = {"split": eval_name, **compute_metrics(probabilities, labels, class_names)}
+    if cfg.tta:
+        ten = predict_split(predict, data_lib.eval_pipeline(
+            eval_split, geometry, batch_size=max(1, cfg.batch_size // 10), ten_crop=True), True)
+        tta = compute_metrics(*ten, class_names)
+        metrics.update(top1_10crop=tta["top1"], top5_10crop=tta["top5"])
+    metrics.update(
+        epochs=epochs_run and int(history.epoch[-1]) + 1,
+        epochs_this_session=epochs_run,
+        train_examples_per_second=epochs_run * steps_per_epoch * cfg.batch_size / fit_seconds,
+        eval_examples_per_second=len(labels) / eval_seconds,
+        train_seconds_this_session=fit_seconds,
+        wall_seconds=time.time() - started,
+        precision=policy, strategy=strategy_why, replicas=replicas,
+    )
+    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plots.training_curves(workdir / "history.csv", workdir / "training_curves.png")
+    plots.confusion_matrix(metrics["confusion_matrix"], class_names,
+                           workdir / "confusion_matrix.png", title=f"{data.name} ({eval_name})")
+
+    # -- Export -----------------------------------------------------------------------------
+    summary = {k: v for k, v in metrics.items() if k not in ("confusion_matrix",)}
+    version = export_model(model, export_dir, class_names=class_names,
+                           crop_fraction=geometry.crop_fraction,
+                           metadata={"config": dataclasses.asdict(cfg), "metrics": summary})
+    print(f"\n{eval_name}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
+          f"({metrics['num_examples']} images)"
+          + (f"; 10-crop top-1 {metrics['top1_10crop']:.4f}" if cfg.tta else ""))
+    print(f"Run directory: {workdir} (config.json, metrics.json, history.csv, best.keras, "
+          f"training_curves.png, confusion_matrix.png, tensorboard/)")
+    print(f"Exported model: {version}")
+    print(f"Try it: python ui/app.py --model {version}")
+    return 0
+
+
+def _prepare_workdir(cfg, workdir):
+    """Resume only the same run; --overwrite starts fresh."""
+    saved = workdir / "config.json"
+    if cfg.overwrite and workdir.exists():
+        shutil.rmtree(workdir)
+    elif saved.is_file():
+        changed = config_lib.differences(json.loads(saved.read_text()), cfg)
+        if changed:
+            raise RunError(f"{workdir} holds a run with a different config ({', '.join(changed)}"
+                           "): use another --workdir, or --overwrite to start fresh")
+        if (workdir / "metrics.json").is_file():
+            raise RunError(f"{workdir} holds a finished run: use --overwrite to train again")
+        print(f"Resuming the run in {workdir}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    saved.write_text(cfg.to_json())
+
+
+def _optimizer(cfg, steps_per_epoch):
+    lr = cfg.lr
+    if cfg.schedule == "cosine":
+        # Linear warm-up to lr, then cosine decay to 0 at the last step (Keras' CosineDecay).
+        warmup = int(cfg.warmup_epochs * steps_per_epoch)
+        lr = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else lr, decay_steps=max(1, cfg.epochs * steps_per_epoch - warmup),
+            warmup_target=lr if warmup else None, warmup_steps=warmup)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
+    return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                weight_decay=cfg.weight_decay or None)
+
+
+def _default_size(variant):
+    from alexnet_tf.model import default_image_size
+
+    return default_image_size(variant)
+
+
+def _verbose(value):
+    return value if value == "auto" else int(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
