@@ -172,7 +172,8 @@ def _load_folder(root, geometry, val_fraction, seed, limit, cache):
     splits = {name: _decode_files(files, geometry.load_size, cache, name, bad)
               for name, files in [("train", train_files), ("val", val_files), ("test", test_files)]
               if files is not None}
-    return Data(root.name, class_names, splits["train"], splits["val"], splits.get("test"), bad)
+    name = root.resolve().parent.name if root.resolve().name in ("train", "training") else root.name
+    return Data(name, class_names, splits["train"], splits["val"], splits.get("test"), bad)
 
 
 def _scan(folder, expected_classes=None):

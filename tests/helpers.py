@@ -1,0 +1,30 @@
+"""Small shared test utilities."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def write_image_folder(root, classes=("cat", "dog", "ship"), per_class=24, size=32, seed=0):
+    """Class folders of learnable PNG/JPEG images: each class has its own mean colour."""
+    rng = np.random.default_rng(seed)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = np.array([60 + 70 * k, 200 - 60 * k, 40 + 50 * (k % 2)], np.float32)
+            pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.{'png' if i % 2 else 'jpg'}")
+    return root
+
+
+def run_module(module, *args, timeout=600, **kwargs):
+    """Runs `python -m module args` from the repo root; returns the CompletedProcess."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)

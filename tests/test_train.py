@@ -1,0 +1,140 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import config, train
+from helpers import REPO, run_module, write_image_folder
+
+RUN_FILES = {"config.json", "labels.txt", "metrics.json", "history.csv", "best.keras",
+             "training_curves.png", "confusion_matrix.png", "tensorboard"}
+METRIC_KEYS = {"split", "top1", "top5", "per_class_accuracy", "confusion_matrix", "num_examples",
+               "train_examples_per_second", "wall_seconds", "epochs", "precision"}
+
+
+@pytest.fixture(autouse=True)
+def reset_policy():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_end_to_end_on_a_folder(tmp_path):
+    folder = write_image_folder(tmp_path / "pets" / "train")
+    write_image_folder(tmp_path / "pets" / "test", per_class=6, seed=1)
+    code = train.main(["--data", str(tmp_path / "pets"), "--variant", "cifar", "--epochs", "2",
+                       "--batch-size", "16", "--workdir", str(tmp_path / "run"),
+                       "--export-dir", str(tmp_path / "export"), "--verbose", "2", "--tta"])
+    assert code == 0
+    assert RUN_FILES <= {p.name for p in (tmp_path / "run").iterdir()}
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert METRIC_KEYS | {"top1_10crop"} <= set(metrics)
+    assert metrics["split"] == "test" and metrics["num_examples"] == 18 and metrics["epochs"] == 2
+    assert set(metrics["per_class_accuracy"]) == {"cat", "dog", "ship"}
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["recipe"] == "fast" and saved["data"] == str(tmp_path / "pets")
+    version = tmp_path / "export" / "1"
+    assert (version / "assets" / "labels.txt").read_text() == "cat\ndog\nship\n"
+    module = tf.saved_model.load(str(version))
+    out = module.signatures["serving_default"](images=tf.zeros([2, 50, 40, 3], tf.uint8))
+    assert out["probabilities"].shape == (2, 3)
+    assert folder.is_dir()
+
+
+def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
+    args = ["--data", "synthetic", "--limit", "128", "--epochs", "1", "--batch-size", "32",
+            "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
+            "--verbose", "2", "--precision", "float32"]
+    assert train.main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics) and metrics["num_examples"] == 256
+    capsys.readouterr()
+    assert train.main(args) == 2  # finished run: needs --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert train.main(args + ["--lr", "0.5"]) == 2
+    assert "different config (lr" in capsys.readouterr().err
+    assert train.main(args + ["--overwrite"]) == 0
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["1", "2"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--variant", "vgg"], "Unknown variant 'vgg'"),
+    (["--recipe", "magic"], "Unknown recipe 'magic'"),
+    (["--variant", "paper", "--image-size", "50"], "needs image_size >= 67. Received: image_size=50"),
+    (["--precision", "fp8"], "--precision must be one of"),
+    (["--data", "/no/such/folder"], "Data folder not found"),
+])
+def test_clear_errors(argv, message, capsys, tmp_path):
+    code = train.main(argv + ["--workdir", str(tmp_path / "w"), "--data", "synthetic"][
+        : 2 if "--data" in argv else 4])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_config_flags_file_and_recipes(tmp_path):
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps({"variant": "paper", "lr": 0.5}))
+    cfg = config.parse(["--config", str(file), "--lr", "0.1", "--no-flip"])
+    assert (cfg.variant, cfg.recipe, cfg.lr, cfg.flip, cfg.batch_size, cfg.l2) == (
+        "paper", "paper", 0.1, False, 128, 2.5e-4)
+    assert config.parse(["--variant", "seed"]).optimizer == "adam"
+    with pytest.raises(dataclasses_frozen()):
+        cfg.lr = 1.0
+    assert config.Config(data="../x/cifar10/train").dataset_name == "cifar10"
+
+
+def dataclasses_frozen():
+    import dataclasses
+
+    return dataclasses.FrozenInstanceError
+
+
+def test_batch_smaller_than_replicas(tmp_path):
+    result = run_module("alexnet_tf.train", "--data", "synthetic", "--cpu-replicas", "2",
+                        "--batch-size", "1", "--workdir", tmp_path / "w")
+    assert result.returncode == 2
+    assert "smaller than the 2 replicas" in result.stderr.strip().splitlines()[-1]
+
+
+def test_two_steps_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
+    result = run_module("alexnet_tf.train", "--data", "synthetic", "--cpu-replicas", "2",
+                        "--limit", "64", "--batch-size", "32", "--epochs", "1",
+                        "--workdir", tmp_path / "run", "--export-dir", tmp_path / "export",
+                        "--verbose", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MirroredStrategy over ['/cpu:0', '/cpu:1']" in result.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["replicas"] == 2
+    assert "2/2" in result.stdout  # two optimizer steps of the global batch of 32
+
+
+def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
+    args = [sys.executable, "-m", "alexnet_tf.train", "--data", "synthetic", "--limit", "1024",
+            "--batch-size", "32", "--epochs", "3", "--workdir", str(tmp_path / "run"),
+            "--export-dir", str(tmp_path / "export"), "--verbose", "2",
+            "--precision", "float32"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    history = tmp_path / "run" / "history.csv"
+    first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None:
+        if history.is_file() and len(history.read_text().splitlines()) >= 2:  # header + epoch 1
+            first.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "export").exists()
+    second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resuming the run" in second.stdout
+    assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout
+    epochs = [line.split(",")[0] for line in history.read_text().splitlines()[1:]]
+    assert epochs == ["0", "1", "2"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 3

@@ -1,0 +1,372 @@
+"""A browser demo of an exported AlexNet: classify an image and look inside the network.
+
+    python ui/app.py [--model DIR] [--host 127.0.0.1] [--port 7860] [--share]
+
+DIR is a SavedModel version directory or a model base directory (its newest integer version);
+the default is the newest export under saved_models/. The app only reads the export (through
+`alexnet_tf.inference`, no Keras model code), so it runs what TF Serving would run.
+"""
+
+import argparse
+import atexit
+import base64
+import io
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+
+# Before gradio is imported: it reads these at import time. No usage pings from a local demo.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import gradio as gr  # noqa: E402
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # `python ui/app.py` puts ui/, not the repo, on sys.path
+    sys.path.insert(0, str(REPO))
+
+from alexnet_tf.inference import Classifier, ModelNotFound, newest_export  # noqa: E402
+
+MAX_SIDE = 1024  # the model sees <= 227 px; a smaller copy keeps huge uploads fast and small
+# 10000x10000 (100 MP) still opens; beyond this PIL's decompression-bomb guard answers.
+MAX_PIXELS = 120_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+MAX_FILE_SIZE = "10mb"
+CONCURRENCY = 2  # model calls at once: a CPU box has few cores and each call uses all of them
+QUEUE_SIZE = 64  # waiting requests beyond this are turned away instead of piling up
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+SHOWN_CHANNELS = 32
+TRAIN_HINT = (
+    "No trained model found. Train and export one first, for example:\n\n"
+    "    python -m alexnet_tf.train --data PATH/TO/FOLDER   # a folder of class subfolders\n"
+    "    python -m alexnet_tf.train                         # CIFAR-10\n\n"
+    "then restart the app (or pass --model saved_models/NAME).")
+
+
+def load_image(image):
+    """A file path, Gradio FileData dict, PIL image or array -> uint8 RGB [H, W, 3].
+
+    Raises gr.Error with a one-line reason for anything that is not a usable image.
+    """
+    if image is None:
+        raise gr.Error("No image: upload one, paste one or take a webcam photo first.")
+    if isinstance(image, dict):  # what Gradio passes when preprocess=False
+        url = image.get("url") or ""
+        if url.startswith("data:"):
+            image = io.BytesIO(base64.b64decode(url.split(",", 1)[1]))
+        else:
+            image = image.get("path")
+    if isinstance(image, np.ndarray):
+        image = _array_to_pil(image)
+    if not isinstance(image, Image.Image):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(image)
+                # JPEGs decode at 1/2..1/8 scale straight away (draft); others decode fully once.
+                image.draft("RGB", (MAX_SIDE, MAX_SIDE))
+                image.load()  # animated GIF/WebP/APNG: frame 0 is what open() points at
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise gr.Error(f"Image too large: at most {MAX_PIXELS // 1_000_000} megapixels.")
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+            reason = "not an image" if isinstance(error, UnidentifiedImageError) else "corrupt"
+            raise gr.Error(f"Cannot read this file ({reason}): upload a JPEG, PNG, GIF, "
+                           "BMP or WebP image.")
+    image = ImageOps.exif_transpose(image)  # phone photos are stored sideways + a rotate flag
+    if image.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit/float grayscale: stretch to 8 bits
+        values = np.asarray(image, np.float32)
+        span = max(float(values.max() - values.min()), 1e-6)
+        image = Image.fromarray(((values - values.min()) / span * 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # Transparent pixels hold arbitrary colours; the model should see them as white paper.
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    image = image.convert("RGB")
+    if max(image.size) > MAX_SIDE:
+        image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    return np.asarray(image, np.uint8)
+
+
+def _array_to_pil(array):
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        array = np.clip(array * 255 if array.dtype.kind == "f" and array.max() <= 1 else array,
+                        0, 255).astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise gr.Error(f"Expected an image array [H, W, 3], got shape {array.shape}.")
+    return Image.fromarray(array)
+
+
+def upscale(image, target=256):
+    """Nearest-neighbour blow-up by an integer factor: a 32 px model input stays crisp pixels."""
+    factor = max(1, target // max(image.shape[:2]))
+    return image.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def classify(image, classifier):
+    """image -> ({class: probability} for the top 5, the model's view (uint8), timing text)."""
+    if classifier is None:
+        raise gr.Error(TRAIN_HINT.split("\n")[0] + " See the page for how to train one.")
+    start = time.perf_counter()
+    pixels = load_image(image)
+    loaded = time.perf_counter()
+    out = classifier.inspect(pixels)  # one call: probabilities and the model-input view
+    done = time.perf_counter()
+    labels = {c.decode(): float(p) for c, p in zip(out["top_k_classes"], out["top_k_probabilities"])}
+    view = upscale(np.clip(out["model_input"], 0, 255).astype(np.uint8))
+    size = out["model_input"].shape[0]
+    text = (f"**{(done - loaded) * 1000:.1f} ms** model time (forward pass + Grad-CAM gradients; "
+            f"+{(loaded - start) * 1000:.1f} ms decoding) · your image {pixels.shape[1]}×{pixels.shape[0]} → model input {size}×{size}")
+    return labels, view, text
+
+
+def grid(tiles, cols, gap=2, background=255):
+    """Equal-size tiles [N, h, w(, 3)] in 0..255 -> one uint8 image, row-major, with gaps."""
+    tiles = np.asarray(tiles)
+    n, h, w = tiles.shape[:3]
+    rows = -(-n // cols)
+    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, *tiles.shape[3:]),
+                  background, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        out[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = tile
+    return out
+
+
+def normalise(x, axes):
+    """Min-max to 0..1 over `axes`; a constant (e.g. dead ReLU) map becomes all zeros."""
+    low, high = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
+    return (x - low) / np.maximum(high - low, 1e-8)
+
+
+def filter_grid(filters):
+    """conv1 kernels [k, k, 3, F] -> an RGB grid like the paper's Figure 3."""
+    tiles = normalise(np.moveaxis(filters, -1, 0), axes=(1, 2, 3)) * 255  # each filter 0..1
+    factor = max(1, 48 // filters.shape[0])
+    tiles = tiles.repeat(factor, axis=1).repeat(factor, axis=2)
+    count = filters.shape[-1]
+    cols = 12 if count % 12 == 0 else 8 if count % 8 == 0 else int(np.ceil(np.sqrt(count)))
+    return grid(tiles, cols)
+
+
+def feature_map_grid(maps, tile=64):
+    """Feature maps [h, w, C] -> the first 32 channels, each scaled to 0..1, viridis-coloured."""
+    shown = np.moveaxis(maps[..., :SHOWN_CHANNELS], -1, 0)
+    coloured = matplotlib.colormaps["viridis"](normalise(shown, axes=(1, 2)))[..., :3] * 255
+    tiles = [np.asarray(Image.fromarray(t.astype(np.uint8)).resize((tile, tile), Image.NEAREST))
+             for t in coloured]
+    return grid(tiles, cols=8)
+
+
+def gradcam_overlay(model_input, cam, size=256):
+    """The Grad-CAM map (0..1) as a jet heat map blended over the model's input image."""
+    base = np.asarray(Image.fromarray(np.clip(model_input, 0, 255).astype(np.uint8)).resize(
+        (size, size), Image.NEAREST), np.float32)
+    cam = np.clip(np.asarray(Image.fromarray(cam.astype(np.float32)).resize(
+        (size, size), Image.BILINEAR)), 0, 1)
+    heat = matplotlib.colormaps["jet"](cam)[..., :3] * 255
+    alpha = 0.15 + 0.5 * cam[..., None]  # hot regions tinted most; cold ones stay visible
+    return ((1 - alpha) * base + alpha * heat).astype(np.uint8)
+
+
+def inside(image, layer, classifier):
+    """Feature-map grid, its caption, the Grad-CAM overlay and its caption for one image."""
+    if image is None or classifier is None:
+        return None, "", None, ""
+    out = classifier.inspect(load_image(image))
+    maps = out[layer]
+    dead = int((maps.reshape(-1, maps.shape[-1]).max(axis=0) <= 0).sum())
+    caption = (f"`{layer}`: {maps.shape[0]}×{maps.shape[1]} maps × {maps.shape[-1]} channels; "
+               f"the first {min(SHOWN_CHANNELS, maps.shape[-1])}, each scaled to its own range "
+               f"(yellow = strongest). {dead} of {maps.shape[-1]} channels are silent (ReLU = 0) "
+               "for this image.")
+    top = out["top_k_classes"][0].decode()
+    cam_caption = (f"Grad-CAM for the predicted class **{top}** "
+                   f"({out['top_k_probabilities'][0]:.1%}): red = regions that raise its score.")
+    return feature_map_grid(maps), caption, gradcam_overlay(out["model_input"], out["gradcam"]), \
+        cam_caption
+
+
+def make_examples(directory):
+    """A few synthetic drawings (airplane, ship, frog, car) as PNGs; returns their paths."""
+    directory = pathlib.Path(directory)
+    scenes = {
+        "airplane": ("#87b5e5", "#87b5e5", [("polygon", [(20, 70), (108, 58), (112, 66), (24, 78)],
+                     "#d0d0d0"), ("polygon", [(56, 66), (80, 40), (88, 42), (72, 68)], "#a0a0a0"),
+                     ("polygon", [(60, 72), (84, 96), (92, 94), (74, 70)], "#a0a0a0")]),
+        "ship": ("#bcd7f0", "#1f4e8c", [("polygon", [(16, 76), (112, 76), (98, 94), (28, 94)],
+                 "#3a2a20"), ("rectangle", [(44, 54), (84, 76)], "#f2f2f2"),
+                 ("rectangle", [(60, 38), (68, 54)], "#c03030")]),
+        "frog": ("#6b5a3a", "#4d3f27", [("ellipse", [(30, 50), (98, 100)], "#3f9b3a"),
+                 ("ellipse", [(38, 38), (58, 58)], "#3f9b3a"), ("ellipse", [(70, 38), (90, 58)],
+                 "#3f9b3a"), ("ellipse", [(44, 44), (52, 52)], "black"),
+                 ("ellipse", [(76, 44), (84, 52)], "black")]),
+        "car": ("#9fc4e8", "#555555", [("rectangle", [(14, 60), (114, 88)], "#c8202a"),
+                ("polygon", [(34, 60), (46, 42), (86, 42), (98, 60)], "#c8202a"),
+                ("rectangle", [(48, 46), (84, 58)], "#cfe6f7"), ("ellipse", [(24, 78), (46, 100)],
+                "black"), ("ellipse", [(82, 78), (104, 100)], "black")]),
+    }
+    paths = []
+    for name, (sky, ground, shapes) in scenes.items():
+        image = Image.new("RGB", (128, 128), sky)
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([(0, 84), (128, 128)], fill=ground)
+        for kind, xy, colour in shapes:
+            getattr(draw, kind)(xy, fill=colour)
+        paths.append(directory / f"{name}.png")
+        image.save(paths[-1])
+    return [str(p) for p in paths]
+
+
+def model_card(classifier):
+    """Markdown facts about the export, "unknown" where its metadata is silent."""
+    if classifier is None:
+        return "### No model loaded\n\n" + TRAIN_HINT
+    meta = classifier.metadata
+    config, metrics = meta.get("config") or {}, meta.get("metrics") or {}
+
+    def accuracy(key):
+        value = metrics.get(key)
+        if not isinstance(value, (int, float)):
+            return "unknown"
+        return f"{value:.1%}" if value <= 1 else f"{value:.1f}%"  # fractions or percentages
+
+    size = meta.get("image_size")
+    crop = meta.get("crop_fraction")
+    params = meta.get("parameters")
+    rows = {
+        "Dataset": config.get("data", "unknown"),
+        "Variant": config.get("variant", "unknown"),
+        "Recipe": config.get("recipe") or "unknown",
+        "Input": f"{size}×{size} px" + (f", centre crop {crop:.3g}" if crop not in (None, 1, 1.0)
+                                         else "") if size else "unknown",
+        "Classes": len(classifier.class_names) or "unknown",
+        "Parameters": f"{params:,}" if isinstance(params, int) else "unknown",
+        "Test accuracy": f"top-1 {accuracy('top1')}, top-5 {accuracy('top5')}",
+        "Exported": meta.get("exported_at", "unknown"),
+        "Export": f"`{classifier.path}`",
+    }
+    return "### Model card\n\n| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows.items())
+
+
+def build_demo(classifier):
+    """The two-tab Blocks app around `classifier` (an inference.Classifier, or None)."""
+    examples = tempfile.mkdtemp(prefix="alexnet_examples_")  # never inside saved_models/
+    atexit.register(shutil.rmtree, examples, ignore_errors=True)
+    filters = None
+    if classifier is not None:  # constant per model: drawn once, also warms the graph up
+        size = classifier.image_size or 32
+        filters = filter_grid(classifier.inspect(np.zeros((size, size, 3), np.uint8))["conv1_filters"])
+
+    def on_classify(image):
+        return classify(image, classifier)
+
+    def on_new_image(image):  # a cleared input is no error, just nothing to show
+        return (None, None, "") if image is None else classify(image, classifier)
+
+    def on_inside(image, layer):
+        return inside(image, layer, classifier)
+
+    with gr.Blocks(title="AlexNet") as demo:
+        gr.Markdown("# AlexNet\nClassify an image with an exported AlexNet "
+                    "(Krizhevsky, Sutskever & Hinton, 2012) and look inside it.")
+        if classifier is None:
+            gr.Markdown(model_card(None), elem_id="no-model")
+        with gr.Tab("Classify"):
+            with gr.Row():
+                with gr.Column():
+                    image = gr.Image(type="numpy", image_mode="RGB", label="Your image",
+                                     sources=["upload", "clipboard", "webcam"], height=320)
+                    button = gr.Button("Classify", variant="primary")
+                    gr.Examples([[p] for p in make_examples(examples)], inputs=image,
+                                label="Examples (synthetic drawings)")
+                with gr.Column():
+                    labels = gr.Label(num_top_classes=5, label="Top 5")
+                    timing = gr.Markdown()
+                    view = gr.Image(label="What the model sees (its input, resized and cropped)",
+                                    interactive=False, height=256)
+            if classifier is not None:
+                gr.Markdown(model_card(classifier))
+        with gr.Tab("Inside AlexNet"):
+            with gr.Row():
+                gr.Image(filters, label="conv1 filters (each scaled to 0..1; cf. the paper's "
+                         "Figure 3)", interactive=False, height=300)
+                with gr.Column():
+                    cam = gr.Image(label="Grad-CAM on the model's input", interactive=False,
+                                   height=256)
+                    cam_caption = gr.Markdown("Classify an image to see where the model looks.")
+            layer = gr.Dropdown(list(LAYERS), value="conv1", label="Feature maps of layer")
+            maps = gr.Image(label="Feature maps", interactive=False)
+            maps_caption = gr.Markdown()
+
+        outputs, inside_outputs = [labels, view, timing], [maps, maps_caption, cam, cam_caption]
+        # preprocess=False: load_image decodes the upload itself (GIF colours, huge images,
+        # clear messages); one concurrency_id so all model calls share the CONCURRENCY limit.
+        model_call = dict(preprocess=False, concurrency_id="model")
+        private = dict(api_visibility="private", **model_call)
+        button.click(on_classify, image, outputs, api_name="classify", **model_call).success(
+            on_inside, [image, layer], inside_outputs, **private)
+        # Any new image (upload, paste, webcam, example, clear) first wipes the old answer so a
+        # failed upload never sits next to the previous image's labels, then classifies.
+        image.change(lambda: (None, None, "", None, "", None, ""), None, outputs + inside_outputs,
+                     queue=False, show_progress="hidden", api_visibility="private").then(
+            on_new_image, image, outputs, **private).success(
+            on_inside, [image, layer], inside_outputs, **private)
+        layer.change(on_inside, [image, layer], inside_outputs, **private)
+    return demo
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python ui/app.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="export version dir or model base dir "
+                                        "(default: the newest under saved_models/)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--share", action="store_true",
+                        help="also publish a public *.gradio.live link (off by default)")
+    args = parser.parse_args(argv)
+
+    path = args.model or newest_export(REPO / "saved_models")
+    classifier = None
+    if path is None:
+        print(TRAIN_HINT)
+    else:
+        try:
+            classifier = Classifier(path)
+            size = classifier.image_size or 32
+            classifier.inspect(np.zeros((size, size, 3), np.uint8))  # an alexnet_tf export?
+        except ModelNotFound as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        except Exception as error:  # e.g. a SavedModel without the `inspect` signature
+            print(f"error: {path} is not a usable alexnet_tf export "
+                  f"({type(error).__name__}: {str(error).splitlines()[0][:200]})", file=sys.stderr)
+            return 2
+        print(f"Model: {classifier.path} ({len(classifier.class_names)} classes, "
+              f"{classifier.image_size} px)")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {args.host}: anyone who can reach this machine can use the app")
+    demo = build_demo(classifier)
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                    max_file_size=MAX_FILE_SIZE)
+    except OSError as error:  # e.g. the port is taken
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
