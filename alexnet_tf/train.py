@@ -186,9 +186,11 @@ def _optimizer(cfg, steps_per_epoch):
     lr = cfg.lr
     if cfg.schedule == "cosine":
         # Linear warm-up to lr, then cosine decay to 0 at the last step (Keras' CosineDecay).
-        warmup = int(cfg.warmup_epochs * steps_per_epoch)
+        # Short runs keep at most a fifth of their steps for the warm-up.
+        total = cfg.epochs * steps_per_epoch
+        warmup = int(min(cfg.warmup_epochs * steps_per_epoch, total / 5))
         lr = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else lr, decay_steps=max(1, cfg.epochs * steps_per_epoch - warmup),
+            0.0 if warmup else lr, decay_steps=max(1, total - warmup),
             warmup_target=lr if warmup else None, warmup_steps=warmup)
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)

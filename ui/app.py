@@ -240,6 +240,12 @@ def model_card(classifier):
             return "unknown"
         return f"{value:.1%}" if value <= 1 else f"{value:.1f}%"  # fractions or percentages
 
+    def accuracy_label(metrics):  # trainers say which split the numbers come from
+        images = metrics.get("num_examples")
+        detail = f", {images:,} images" if isinstance(images, int) else ""
+        return f"Accuracy ({metrics['split']} split{detail})" if "split" in metrics else \
+            "Test accuracy"
+
     size = meta.get("image_size")
     crop = meta.get("crop_fraction")
     params = meta.get("parameters")
@@ -251,11 +257,12 @@ def model_card(classifier):
                                          else "") if size else "unknown",
         "Classes": len(classifier.class_names) or "unknown",
         "Parameters": f"{params:,}" if isinstance(params, int) else "unknown",
-        "Test accuracy": f"top-1 {accuracy('top1')}, top-5 {accuracy('top5')}",
+        accuracy_label(metrics): f"top-1 {accuracy('top1')}, top-5 {accuracy('top5')}"
+        if metrics else "unknown",
         "Exported": meta.get("exported_at", "unknown"),
         "Export": f"`{classifier.path}`",
     }
-    return "### Model card\n\n| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows.items())
+    return "### Model card\n\n" + "".join(f"- **{k}**: {v}\n" for k, v in rows.items())
 
 
 def build_demo(classifier):

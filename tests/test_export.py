@@ -1,0 +1,175 @@
+import base64
+import io
+import json
+import shutil
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from alexnet_tf import export
+from alexnet_tf.model import build_model
+from helpers import run_module, write_image_folder
+
+CLASSES = ["cat", "dog", "ship"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A small float32 model, exported once (version 1) for every test here."""
+    keras.utils.set_random_seed(0)
+    model = build_model("cifar", num_classes=3, image_size=32)
+    base = tmp_path_factory.mktemp("export") / "alexnet_test"
+    version = export.export_model(model, base, class_names=CLASSES,
+                                  metadata={"metrics": {"top1": 0.5}})
+    return model, version
+
+
+def images(n=4, size=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_plain_savedmodel_matches_keras(exported):
+    model, version = exported
+    assert version.name == "1"
+    module = tf.saved_model.load(str(version))  # no Keras, no project code needed
+    x = images()
+    out = module.signatures["serving_default"](images=tf.constant(x))
+    expected = tf.nn.softmax(model(x.astype("float32"))).numpy()
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected, atol=1e-5)
+    top = out["top_k_indices"].numpy()
+    assert top.shape == (4, 3) and (top[:, 0] == expected.argmax(1)).all()
+    assert out["top_k_classes"].numpy()[0, 0].decode() == CLASSES[top[0, 0]]
+    # Any size is resized in-graph.
+    assert module.signatures["serving_default"](images=tf.zeros([1, 7, 90, 3], tf.uint8))[
+        "probabilities"].shape == (1, 3)
+
+
+def test_bytes_endpoint_agrees_with_tensor_endpoint(exported, tmp_path):
+    _, version = exported
+    module = tf.saved_model.load(str(version))
+    x = images(2, size=48, seed=1)
+    for fmt in ("PNG", "JPEG"):
+        encoded = []
+        for img in x:
+            buffer = io.BytesIO()
+            Image.fromarray(img).save(buffer, fmt)
+            encoded.append(buffer.getvalue())
+        decoded = np.stack([tf.io.decode_image(e, channels=3).numpy() for e in encoded])
+        if fmt == "PNG":
+            np.testing.assert_array_equal(decoded, x)
+        by_bytes = module.signatures["serving_bytes"](image_bytes=tf.constant(encoded))
+        by_tensor = module.signatures["serving_default"](images=tf.constant(decoded))
+        np.testing.assert_allclose(by_bytes["probabilities"], by_tensor["probabilities"],
+                                   atol=1e-6)
+    # TF Serving's REST API decodes {"b64": ...} before the graph: the graph sees raw bytes.
+    assert base64.b64decode(base64.b64encode(encoded[0])) == encoded[0]
+
+
+def test_export_contents(exported):
+    _, version = exported
+    assert (version / "assets" / "labels.txt").read_text() == "cat\ndog\nship\n"
+    metadata = json.loads((version / "assets" / "metadata.json").read_text())
+    assert metadata["class_names"] == CLASSES and metadata["image_size"] == 32
+    assert metadata["metrics"] == {"top1": 0.5} and metadata["parameters"] > 1e6
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    records = list(tf.data.TFRecordDataset(
+        str(version / "assets.extra" / "tf_serving_warmup_requests")).as_numpy_iterator())
+    assert 1 <= len(records) <= 1000
+    log = prediction_log_pb2.PredictionLog.FromString(records[0])
+    assert log.predict_log.request.model_spec.signature_name == "serving_default"
+    assert tf.make_ndarray(log.predict_log.request.inputs["images"]).shape == (1, 32, 32, 3)
+
+
+def test_saved_model_cli_lists_signatures(exported):
+    _, version = exported
+    cli = shutil.which("saved_model_cli")
+    if cli is None:
+        pytest.skip("saved_model_cli is not on PATH")
+    shown = subprocess.run([cli, "show", "--dir", str(version), "--all"], capture_output=True,
+                           text=True, timeout=120).stdout
+    for text in ("signature_def['serving_default']", "signature_def['serving_bytes']",
+                 "inputs['images']", "inputs['image_bytes']", "outputs['probabilities']",
+                 "outputs['top_k_classes']", "outputs['top_k_indices']",
+                 "outputs['top_k_probabilities']"):
+        assert text in shown
+
+
+def test_versions_increase_and_failed_export_leaves_nothing(tmp_path, monkeypatch):
+    model = build_model("cifar", num_classes=2, image_size=16)
+    base = tmp_path / "m"
+    assert export.export_model(model, base, class_names=["a", "b"]).name == "1"
+    (base / "7").mkdir()  # an existing higher version
+    (base / "7" / "saved_model.pb").write_bytes(b"")
+
+    def broken(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "_write_warmup", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_model(model, base, class_names=["a", "b"])
+    assert sorted(p.name for p in base.iterdir()) == ["1", "7"]  # nothing half-written
+    monkeypatch.undo()
+    assert export.export_model(model, base, class_names=["a", "b"]).name == "8"
+
+
+def test_inspect_endpoint(exported):
+    _, version = exported
+    module = tf.saved_model.load(str(version))
+    out = module.signatures["inspect"](images=tf.constant(images(1, size=40)))
+    assert out["model_input"].shape == (1, 32, 32, 3)
+    assert out["gradcam"].shape == (1, 32, 32) and float(tf.reduce_max(out["gradcam"])) <= 1.0
+    assert out["conv1_filters"].shape == (5, 5, 3, 64) and out["conv5"].shape[-1] == 128
+
+
+def test_export_cli_from_checkpoint(tmp_path):
+    model = build_model("cifar", num_classes=2, image_size=16)
+    model.save(tmp_path / "best.keras")
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    result = run_module("alexnet_tf.export", "--checkpoint", tmp_path / "best.keras",
+                        "--export-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "1" / "saved_model.pb").is_file()
+    missing = run_module("alexnet_tf.export", "--checkpoint", tmp_path / "nope.keras",
+                         "--export-dir", tmp_path / "out")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: checkpoint not found")
+
+
+def test_evaluate_and_predict_commands(exported, tmp_path):
+    _, version = exported
+    folder = write_image_folder(tmp_path / "data", classes=("ship", "cat"), per_class=4)
+    report = tmp_path / "eval.json"
+    result = run_module("alexnet_tf.evaluate", "--model", version.parent, "--data", folder,
+                        "--split", "val", "--val-fraction", "0.5", "--json", report,
+                        "--plot", tmp_path / "cm.png", "--tta")
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(report.read_text())
+    assert {"model", "data", "split", "tta", "top1", "top5", "per_class_accuracy",
+            "confusion_matrix", "num_examples"} <= set(metrics)
+    assert metrics["num_examples"] == 4 and (tmp_path / "cm.png").is_file()
+    assert metrics["per_class_accuracy"]["dog"] is None  # matched by name, not position
+
+    unknown = write_image_folder(tmp_path / "zoo", classes=("cat", "zebra"), per_class=2)
+    bad = run_module("alexnet_tf.evaluate", "--model", version, "--data", unknown)
+    assert bad.returncode == 2 and "zebra" in bad.stderr.strip().splitlines()[-1]
+    assert run_module("alexnet_tf.evaluate", "--model", tmp_path / "none",
+                      "--data", folder).returncode == 2
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    files = [folder / "cat", tmp_path / "notes.txt", tmp_path / "missing.jpg"]
+    result = run_module("alexnet_tf.predict", "--model", version, *files, "--json",
+                        "--top-k", "2")
+    assert result.returncode == 1
+    output = json.loads(result.stdout)
+    ok = [r for r in output["results"] if "predictions" in r]
+    failed = {r["file"].rsplit("/", 1)[-1] for r in output["results"] if "error" in r}
+    assert len(ok) == 4 and failed == {"notes.txt", "missing.jpg"}
+    assert len(ok[0]["predictions"]) == 2 and set(ok[0]["predictions"][0]) == {"class",
+                                                                                "probability"}
+    table = run_module("alexnet_tf.predict", "--model", version, folder / "ship")
+    assert table.returncode == 0 and len(table.stdout.strip().splitlines()) == 4
