@@ -1,0 +1,153 @@
+"""Measure training, inference and input-pipeline speed on this machine, in one process.
+
+    python -m alexnet_tf.bench [--variant cifar] [--image-size S] [--batch-size B]
+        [--precision auto|float32|mixed_bfloat16|mixed_float16] [--jit] [--compare-float32] [--json]
+
+Every figure is measured after warm-up; the FLOP rate is set against a large matmul timed in
+the same run (the machine's practical peak), so ratios stay meaningful on a noisy machine.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf import data as data_lib, distribute
+from alexnet_tf.export import export_model
+from alexnet_tf.inference import Classifier
+from alexnet_tf.model import build_model, count_flops, default_image_size
+
+
+def matmul_peak(dtype, n=4096, repeats=10):
+    """GFLOP/s of an n x n matmul chain, the practical peak of the machine for `dtype`."""
+    a = tf.random.normal([n, n], dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    step = tf.function(lambda x: tf.reduce_sum(tf.cast(tf.matmul(x, x), tf.float32)))
+    step(a).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step(a).numpy()
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def training_speed(variant, image_size, batch_size, precision, jit, steps, dataset):
+    """Images/s of model.fit on the real augmented pipeline (data included)."""
+    keras.mixed_precision.set_global_policy(precision)
+    model = build_model(variant, num_classes=10, image_size=image_size)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                  jit_compile=jit)
+    model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)  # build, trace, warm up
+    start = time.perf_counter()
+    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+    images_per_second = steps * batch_size / (time.perf_counter() - start)
+    return model, images_per_second
+
+
+def pipeline_speed(dataset, batch_size, batches):
+    iterator = iter(dataset)
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m alexnet_tf.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="cifar")
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--jit", action="store_true", help="XLA-compile the training step")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps")
+    parser.add_argument("--compare-float32", action="store_true",
+                        help="also time float32 training, for the mixed-precision speed-up")
+    parser.add_argument("--matmul-size", type=int, default=4096, help="n of the peak matmul")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    image_size = args.image_size or default_image_size(args.variant)
+    precision, why = distribute.choose_precision(args.precision)
+
+    geometry = data_lib.geometry_for(image_size)
+    synthetic = data_lib.load("synthetic", image_size=image_size, limit=2048)
+    train_ds = data_lib.train_pipeline(synthetic.train, geometry, batch_size=args.batch_size,
+                                       num_classes=10, seed=0).repeat()
+    results = {
+        "tensorflow": tf.__version__, "keras": keras.__version__,
+        "cpu": _cpu_name(), "cores": os.cpu_count(),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "variant": args.variant, "image_size": image_size, "batch_size": args.batch_size,
+        "precision": precision, "precision_reason": why, "jit": args.jit,
+    }
+    print("Timing matmul peaks ...", file=sys.stderr)
+    results["peak_gflops_float32"] = matmul_peak(tf.float32, args.matmul_size)
+    results["peak_gflops_bfloat16"] = matmul_peak(tf.bfloat16, args.matmul_size)
+    print("Timing the input pipeline ...", file=sys.stderr)
+    results["pipeline_images_per_second"] = pipeline_speed(train_ds, args.batch_size, 50)
+    print(f"Timing training ({precision}) ...", file=sys.stderr)
+    model, train_ips = training_speed(args.variant, image_size, args.batch_size, precision,
+                                      args.jit, args.steps, train_ds)
+    flops = count_flops(model)
+    peak = results["peak_gflops_bfloat16" if "bfloat16" in precision else "peak_gflops_float32"]
+    results.update(
+        forward_gflops_per_image=flops / 1e9,
+        train_images_per_second=train_ips,
+        train_gflops=3 * flops * train_ips / 1e9,  # forward + backward ~ 3x forward
+    )
+    results["train_percent_of_peak"] = 100 * results["train_gflops"] / peak
+    results["pipeline_over_training"] = results["pipeline_images_per_second"] / train_ips
+    if args.compare_float32 and precision != "float32":
+        print("Timing training (float32) ...", file=sys.stderr)
+        _, f32_ips = training_speed(args.variant, image_size, args.batch_size, "float32",
+                                    args.jit, args.steps, train_ds)
+        results["train_images_per_second_float32"] = f32_ips
+        results["mixed_over_float32"] = train_ips / f32_ips
+        keras.mixed_precision.set_global_policy(precision)
+
+    print("Timing inference ...", file=sys.stderr)
+    batch = np.random.default_rng(0).integers(0, 256, (512, image_size, image_size, 3), np.uint8)
+    model.predict(batch[:64], verbose=0)
+    start = time.perf_counter()
+    model.predict(batch, batch_size=256, verbose=0)
+    results["inference_images_per_second"] = len(batch) / (time.perf_counter() - start)
+    with tempfile.TemporaryDirectory() as tmp:
+        classifier = Classifier(export_model(model, tmp, class_names=[str(i) for i in range(10)],
+                                             crop_fraction=geometry.crop_fraction))
+        latencies = []
+        for i in range(220):
+            start = time.perf_counter()
+            classifier.classify(batch[i % len(batch)])
+            latencies.append(1000 * (time.perf_counter() - start))
+        latencies = np.array(latencies[20:])  # the first calls trace and warm up
+    results["savedmodel_latency_ms_p50"] = float(np.percentile(latencies, 50))
+    results["savedmodel_latency_ms_p99"] = float(np.percentile(latencies, 99))
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for key, value in results.items():
+            print(f"{key:36s} {value:.1f}" if isinstance(value, float) else f"{key:36s} {value}")
+    return 0
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
