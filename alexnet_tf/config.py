@@ -80,8 +80,8 @@ class Config:
     @property
     def dataset_name(self):
         """A short name for paths: the tfds name, or the folder's (its parent's for train/)."""
-        if self.data == "synthetic" or "/" not in self.data:
-            return self.data.removeprefix("tfds:")
+        if self.data == "synthetic" or self.data.startswith("tfds:") or "/" not in self.data:
+            return self.data.removeprefix("tfds:").replace("/", "_")
         path = pathlib.Path(self.data).resolve()
         return path.parent.name if path.name in ("train", "training") else path.name
 

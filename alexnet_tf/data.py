@@ -71,7 +71,8 @@ def load(source, *, image_size, val_fraction=0.1, seed=0, limit=None, cache=True
     geometry = geometry_for(image_size)
     if source == "synthetic":
         return _load_synthetic(geometry, seed, limit)
-    if os.sep in source or source.startswith(".") or os.path.isdir(source):
+    if not source.startswith("tfds:") and (
+            os.sep in source or source.startswith(".") or os.path.isdir(source)):
         return _load_folder(pathlib.Path(source), geometry, val_fraction, seed, limit, cache)
     return _load_tfds(source.removeprefix("tfds:"), geometry, val_fraction, limit, cache, data_dir)
 
@@ -273,7 +274,12 @@ def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir):
 
 def _tfds_split(ds, load_size, cache, split):
     size = int(ds.cardinality())  # tfds knows its split sizes, slices and `take` included
-    ds = ds.map(lambda image, label: (_store(image, load_size), tf.cast(label, tf.int32)),
+    channels = ds.element_spec[0].shape[-1]
+
+    def rgb(image):  # grayscale (mnist) and RGBA datasets become RGB, as folders do
+        return tf.image.grayscale_to_rgb(image) if channels == 1 else image[..., :3]
+
+    ds = ds.map(lambda image, label: (_store(rgb(image), load_size), tf.cast(label, tf.int32)),
                 num_parallel_calls=AUTOTUNE)
     if not cache or size * load_size * load_size * 3 > CACHE_LIMIT_BYTES:
         return Split(ds, size)

@@ -63,13 +63,17 @@ def evaluate_export(classifier, dataset_split, geometry, data_classes, *, batch_
         raise data_lib.DataError(f"The model does not know the data's classes {unknown}; "
                                  f"it knows {model_classes}")
     to_model = np.array([model_classes.index(c) for c in data_classes])
-    ds = data_lib.eval_pipeline(dataset_split, geometry, batch_size=batch_size, ten_crop=ten_crop)
     if ten_crop:
+        ds = data_lib.eval_pipeline(dataset_split, geometry, batch_size=batch_size, ten_crop=True)
+
         def predict(images):
             return classifier.classify_preprocessed(images)["probabilities"]
     else:
-        def predict(images):  # the serving signature itself: uint8 in, its own preprocessing
-            return classifier.classify(np.clip(np.round(images), 0, 255))["probabilities"]
+        # The stored uint8 images go to the serving signature, which crops them itself.
+        ds = dataset_split.dataset.batch(batch_size)
+
+        def predict(images):
+            return classifier.classify(images)["probabilities"]
     probabilities, labels = predict_split(predict, ds, ten_crop)
     return compute_metrics(probabilities, to_model[labels], model_classes)
 

@@ -7,8 +7,10 @@ plots and metrics -> export. Re-running the same command resumes an interrupted 
 """
 
 import dataclasses
+import csv
 import json
 import math
+import os
 import pathlib
 import shutil
 import sys
@@ -45,6 +47,10 @@ def train(cfg):
     _prepare_workdir(cfg, workdir)
 
     # -- Strategy and precision -----------------------------------------------------------
+    if os.environ.get("TF_CONFIG"):
+        # Keras 3.15 `fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        raise RunError("TF_CONFIG is set, but multi-worker training is not supported yet; "
+                       "unset TF_CONFIG to train on this machine's devices")
     strategy, strategy_why = distribute.choose_strategy(cfg.cpu_replicas)
     policy, policy_why = distribute.choose_precision(cfg.precision)
     keras.mixed_precision.set_global_policy(policy)
@@ -101,9 +107,12 @@ def train(cfg):
     # -- Fit ------------------------------------------------------------------------------
     callbacks = [
         # Resume after a crash or kill: the same command continues at the next epoch.
-        keras.callbacks.BackupAndRestore(str(workdir / "backup")),
+        # The backup outlives `fit` until the export is written: a crash in evaluation or
+        # export resumes after the last epoch instead of training again.
+        keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(workdir / "best.keras"), monitor="val_accuracy",
-                                        mode="max", save_best_only=True),
+                                        mode="max", save_best_only=True,
+                                        initial_value_threshold=_best_so_far(workdir)),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(workdir / "tensorboard")),
         keras.callbacks.TerminateOnNaN(),
@@ -122,6 +131,7 @@ def train(cfg):
                        "or --precision float32; the last good epoch is in "
                        f"{workdir / 'best.keras'}")
     epochs_run = len(losses)
+    epochs_done = _epochs_logged(workdir)
 
     # -- Evaluate ---------------------------------------------------------------------------
     eval_name, eval_split = ("test", data.test) if data.test else ("val", data.val)
@@ -137,15 +147,15 @@ def train(cfg):
         tta = compute_metrics(*ten, class_names)
         metrics.update(top1_10crop=tta["top1"], top5_10crop=tta["top5"])
     metrics.update(
-        epochs=epochs_run and int(history.epoch[-1]) + 1,
+        epochs=epochs_done,
         epochs_this_session=epochs_run,
-        train_examples_per_second=epochs_run * steps_per_epoch * cfg.batch_size / fit_seconds,
+        train_examples_per_second=(epochs_run * steps_per_epoch * cfg.batch_size / fit_seconds
+                                   if epochs_run else None),
         eval_examples_per_second=len(labels) / eval_seconds,
         train_seconds_this_session=fit_seconds,
         wall_seconds=time.time() - started,
         precision=policy, strategy=strategy_why, replicas=replicas,
     )
-    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plots.training_curves(workdir / "history.csv", workdir / "training_curves.png")
     plots.confusion_matrix(metrics["confusion_matrix"], class_names,
                            workdir / "confusion_matrix.png", title=f"{data.name} ({eval_name})")
@@ -155,6 +165,9 @@ def train(cfg):
     version = export_model(model, export_dir, class_names=class_names,
                            crop_fraction=geometry.crop_fraction,
                            metadata={"config": dataclasses.asdict(cfg), "metrics": summary})
+    # metrics.json marks the run finished; written last, so a crash before resumes.
+    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    shutil.rmtree(workdir / "backup", ignore_errors=True)
     print(f"\n{eval_name}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
           f"({metrics['num_examples']} images)"
           + (f"; 10-crop top-1 {metrics['top1_10crop']:.4f}" if cfg.tta else ""))
@@ -180,6 +193,24 @@ def _prepare_workdir(cfg, workdir):
         print(f"Resuming the run in {workdir}")
     workdir.mkdir(parents=True, exist_ok=True)
     saved.write_text(cfg.to_json())
+
+
+def _history(workdir):
+    path = workdir / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _best_so_far(workdir):
+    """A resumed run's best validation accuracy, so ModelCheckpoint keeps a better best.keras."""
+    scores = [float(row["val_accuracy"]) for row in _history(workdir) if row.get("val_accuracy")]
+    return max(scores, default=None)
+
+
+def _epochs_logged(workdir):
+    return len({row["epoch"] for row in _history(workdir)})
 
 
 def _optimizer(cfg, steps_per_epoch):

@@ -46,8 +46,10 @@ def test_pca_lighting_statistics():
     np.testing.assert_allclose(shifts.std(axis=0), expected_std, rtol=0.08)
     np.testing.assert_allclose(shifts.mean(axis=0), 0, atol=0.2)
     # The same alpha moves every pixel alike.
-    out = augment.lighting(image(8), tf.constant([1, 1])).numpy()
-    assert out.min() >= 0 and out.max() <= 255
+    mid = np.random.default_rng(0).integers(60, 190, (8, 8, 3)).astype(np.uint8)
+    shift = augment.lighting(mid, tf.constant([1, 1])).numpy() - mid
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[0, 0], shift.shape), atol=1e-4)
+    assert np.abs(shift[0, 0]).max() > 0.01
 
 
 def test_pca_from_images_recovers_a_known_direction():
@@ -77,5 +79,7 @@ def test_resize_and_center_crop():
     assert out.shape == (10, 10, 3) and out.mean() > 190
     batch = augment.resize_and_center_crop(np.stack([wide, wide]), 8, crop_fraction=0.5).numpy()
     assert batch.shape == (2, 8, 8, 3)
+    # crop_fraction 0.5: short side 20 -> 16, then the centre 8x8 lies inside the bright band.
+    assert batch.min() > 190
     same = augment.resize_and_center_crop(image(32), 32).numpy()
     np.testing.assert_allclose(same, image(32), atol=1e-3)

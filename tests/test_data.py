@@ -135,3 +135,23 @@ def test_geometry():
     assert data.geometry_for(32) == data.Geometry(32, 32, "pad")
     assert data.geometry_for(227) == data.Geometry(227, 256, "random")
     assert data.geometry_for(96).load_size == 110
+
+
+def test_tfds_grayscale_dataset_becomes_rgb():
+    with tfds.testing.mock_data(num_examples=20):
+        d = data.load("mnist", image_size=32)
+    images, _ = next(iter(d.train.dataset.batch(4)))
+    assert images.shape == (4, 32, 32, 3)
+
+
+def test_tfds_names_with_a_slash_are_not_folders(monkeypatch):
+    seen = []
+
+    def offline(name, **kwargs):
+        seen.append(name)
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(tfds, "load", offline)
+    with pytest.raises(data.DataError, match="imagenette/320px-v2"):
+        data.load("tfds:imagenette/320px-v2", image_size=32)
+    assert seen == ["imagenette/320px-v2"]

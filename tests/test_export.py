@@ -173,3 +173,26 @@ def test_evaluate_and_predict_commands(exported, tmp_path):
                                                                                 "probability"}
     table = run_module("alexnet_tf.predict", "--model", version, folder / "ship")
     assert table.returncode == 0 and len(table.stdout.strip().splitlines()) == 4
+
+
+def test_evaluate_export_matches_keras_when_cropping(tmp_path):
+    """At 72 px the stored images are 82 px and get centre-cropped once, as in training."""
+    from alexnet_tf import data as data_lib, evaluate
+    from alexnet_tf.inference import Classifier
+
+    keras.utils.set_random_seed(1)
+    model = build_model("cifar", num_classes=10, image_size=72)
+    geometry = data_lib.geometry_for(72)
+    assert geometry.crop_fraction < 1
+    version = export.export_model(model, tmp_path, class_names=[f"pattern{k}" for k in range(10)],
+                                  crop_fraction=geometry.crop_fraction)
+    d = data_lib.load("synthetic", image_size=72, limit=16)
+    by_keras = evaluate.predict_split(
+        lambda x: tf.nn.softmax(model(x)), data_lib.eval_pipeline(d.val, geometry, batch_size=64))
+    metrics = evaluate.evaluate_export(Classifier(version), d.val, geometry, d.class_names)
+    expected = evaluate.compute_metrics(*by_keras, d.class_names)
+    assert metrics["confusion_matrix"] == expected["confusion_matrix"]
+    classifier = Classifier(version)
+    stored = next(iter(d.val.dataset.batch(8)))[0].numpy()
+    np.testing.assert_allclose(classifier.classify(stored)["probabilities"], by_keras[0][:8],
+                               atol=1e-5)

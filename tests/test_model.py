@@ -103,7 +103,10 @@ def test_paper_init():
 
 def test_l2_matches_paper_weight_decay():
     model = build_model("cifar", num_classes=3, l2=2.5e-4)
-    assert len(model.losses) == 8  # five conv and three dense kernels
+    kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
+    assert len(model.losses) == len(kernels) == 8  # five conv and three dense kernels, no biases
+    expected = 2.5e-4 * sum(float(np.sum(np.square(k.numpy()))) for k in kernels)
+    np.testing.assert_allclose(float(sum(model.losses)), expected, rtol=1e-4)
 
 
 def test_error_messages():

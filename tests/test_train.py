@@ -76,6 +76,12 @@ def test_clear_errors(argv, message, capsys, tmp_path):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_tf_config_is_refused_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}}')
+    assert train.main(["--data", "synthetic", "--workdir", str(tmp_path / "w")]) == 2
+    assert "multi-worker training is not supported yet" in capsys.readouterr().err
+
+
 def test_config_flags_file_and_recipes(tmp_path):
     file = tmp_path / "c.json"
     file.write_text(json.dumps({"variant": "paper", "lr": 0.5}))
@@ -138,3 +144,4 @@ def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
     epochs = [line.split(",")[0] for line in history.read_text().splitlines()[1:]]
     assert epochs == ["0", "1", "2"]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 3
+    assert not (tmp_path / "run" / "backup").exists()  # kept until the export, then removed

@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 
 # Before gradio is imported: it reads these at import time. No usage pings from a local demo.
@@ -50,13 +51,18 @@ TRAIN_HINT = (
     "then restart the app (or pass --model saved_models/NAME).")
 
 
+def bad_input(message):
+    """A toast for the user (and an error for API clients); no server fault, no traceback."""
+    return gr.Error(message, print_exception=False)
+
+
 def load_image(image):
     """A file path, Gradio FileData dict, PIL image or array -> uint8 RGB [H, W, 3].
 
     Raises gr.Error with a one-line reason for anything that is not a usable image.
     """
     if image is None:
-        raise gr.Error("No image: upload one, paste one or take a webcam photo first.")
+        raise bad_input("No image: upload one, paste one or take a webcam photo first.")
     if isinstance(image, dict):  # what Gradio passes when preprocess=False
         url = image.get("url") or ""
         if url.startswith("data:"):
@@ -74,11 +80,11 @@ def load_image(image):
                 image.draft("RGB", (MAX_SIDE, MAX_SIDE))
                 image.load()  # animated GIF/WebP/APNG: frame 0 is what open() points at
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise gr.Error(f"Image too large: at most {MAX_PIXELS // 1_000_000} megapixels.")
+            raise bad_input(f"Image too large: at most {MAX_PIXELS // 1_000_000} megapixels.") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
             reason = "not an image" if isinstance(error, UnidentifiedImageError) else "corrupt"
-            raise gr.Error(f"Cannot read this file ({reason}): upload a JPEG, PNG, GIF, "
-                           "BMP or WebP image.")
+            raise bad_input(f"Cannot read this file ({reason}): upload a JPEG, PNG, GIF, "
+                            "BMP or WebP image.") from None
     image = ImageOps.exif_transpose(image)  # phone photos are stored sideways + a rotate flag
     if image.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit/float grayscale: stretch to 8 bits
         values = np.asarray(image, np.float32)
@@ -102,7 +108,7 @@ def _array_to_pil(array):
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
-        raise gr.Error(f"Expected an image array [H, W, 3], got shape {array.shape}.")
+        raise bad_input(f"Expected an image array [H, W, 3], got shape {array.shape}.")
     return Image.fromarray(array)
 
 
@@ -115,7 +121,7 @@ def upscale(image, target=256):
 def classify(image, classifier):
     """image -> ({class: probability} for the top 5, the model's view (uint8), timing text)."""
     if classifier is None:
-        raise gr.Error(TRAIN_HINT.split("\n")[0] + " See the page for how to train one.")
+        raise bad_input(TRAIN_HINT.split("\n")[0] + " See the page for how to train one.")
     start = time.perf_counter()
     pixels = load_image(image)
     loaded = time.perf_counter()
@@ -265,25 +271,51 @@ def model_card(classifier):
     return "### Model card\n\n" + "".join(f"- **{k}**: {v}\n" for k, v in rows.items())
 
 
+def as_file(image, directory, max_age=300):
+    """uint8 image -> path of a PNG written atomically (temp name, then rename).
+
+    Why not return the array: Gradio saves arrays to a content-addressed cache file by
+    truncating and rewriting it, so two requests that produce the same picture at the same
+    moment can serve a half-written file (truncated downloads under 20 concurrent clients).
+    Files it copies into its cache atomically, so the app hands it finished files.
+    """
+    now = time.time()
+    for old in directory.glob("*.png"):  # Gradio has its own copy within milliseconds
+        if now - old.stat().st_mtime > max_age:
+            old.unlink(missing_ok=True)
+    path = directory / f"{uuid.uuid4().hex}.png"
+    staging = directory / f".{path.name}.tmp"
+    Image.fromarray(image).save(staging, format="PNG")
+    os.replace(staging, path)
+    return str(path)
+
+
 def build_demo(classifier):
     """The two-tab Blocks app around `classifier` (an inference.Classifier, or None)."""
-    examples = tempfile.mkdtemp(prefix="alexnet_examples_")  # never inside saved_models/
-    atexit.register(shutil.rmtree, examples, ignore_errors=True)
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="alexnet_app_"))  # never saved_models/
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    (workdir / "examples").mkdir()
+    (workdir / "out").mkdir()
+
+    def files(*values):  # arrays -> finished PNG files (see as_file); text passes through
+        return tuple(as_file(v, workdir / "out") if isinstance(v, np.ndarray) else v
+                     for v in values)
     filters = None
     if classifier is not None:  # constant per model: drawn once, also warms the graph up
         size = classifier.image_size or 32
         filters = filter_grid(classifier.inspect(np.zeros((size, size, 3), np.uint8))["conv1_filters"])
 
     def on_classify(image):
-        return classify(image, classifier)
+        return files(*classify(image, classifier))
 
     def on_new_image(image):  # a cleared input is no error, just nothing to show
-        return (None, None, "") if image is None else classify(image, classifier)
+        return (None, None, "") if image is None else on_classify(image)
 
     def on_inside(image, layer):
-        return inside(image, layer, classifier)
+        return files(*inside(image, layer, classifier))
 
-    with gr.Blocks(title="AlexNet") as demo:
+    # delete_cache: Gradio keeps every upload and output; drop those older than an hour.
+    with gr.Blocks(title="AlexNet", delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# AlexNet\nClassify an image with an exported AlexNet "
                     "(Krizhevsky, Sutskever & Hinton, 2012) and look inside it.")
         if classifier is None:
@@ -294,11 +326,11 @@ def build_demo(classifier):
                     image = gr.Image(type="numpy", image_mode="RGB", label="Your image",
                                      sources=["upload", "clipboard", "webcam"], height=320)
                     button = gr.Button("Classify", variant="primary")
-                    gr.Examples([[p] for p in make_examples(examples)], inputs=image,
+                    gr.Examples([[p] for p in make_examples(workdir / "examples")], inputs=image,
                                 label="Examples (synthetic drawings)")
                 with gr.Column():
-                    labels = gr.Label(num_top_classes=5, label="Top 5")
-                    timing = gr.Markdown()
+                    labels = gr.Label(num_top_classes=5, label="Top 5", elem_id="top5")
+                    timing = gr.Markdown(elem_id="timing")
                     view = gr.Image(label="What the model sees (its input, resized and cropped)",
                                     interactive=False, height=256)
             if classifier is not None:
@@ -330,6 +362,13 @@ def build_demo(classifier):
             on_inside, [image, layer], inside_outputs, **private)
         layer.change(on_inside, [image, layer], inside_outputs, **private)
     return demo
+
+
+def launch(demo, host="127.0.0.1", port=7860, share=False, block=True):
+    """Queue and launch with the safe defaults (main and the tests share them)."""
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return demo.launch(server_name=host, server_port=port, share=share,
+                       max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, quiet=not block)
 
 
 def main(argv=None):
@@ -364,11 +403,8 @@ def main(argv=None):
               f"{classifier.image_size} px)")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: anyone who can reach this machine can use the app")
-    demo = build_demo(classifier)
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                    max_file_size=MAX_FILE_SIZE)
+        launch(build_demo(classifier), host=args.host, port=args.port, share=args.share)
     except OSError as error:  # e.g. the port is taken
         print(f"error: {error}", file=sys.stderr)
         return 2

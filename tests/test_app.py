@@ -1,0 +1,204 @@
+"""The Gradio app (ui/app.py): image decoding, classify/inside helpers, the CLI, a load test."""
+
+import concurrent.futures
+import importlib.util
+import pathlib
+import socket
+import struct
+import time
+import types
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+# ui/ is not a package: load the script as a module under a name that cannot clash.
+_spec = importlib.util.spec_from_file_location("alexnet_ui_app", REPO / "ui" / "app.py")
+app = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(app)
+gr = app.gr
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    """A small untrained `cifar` model exported as the app expects (base dir with version 1)."""
+    from alexnet_tf.export import export_model
+    from alexnet_tf.model import build_model
+
+    base = tmp_path_factory.mktemp("export") / "cifar_untrained"
+    export_model(build_model("cifar", num_classes=10, image_size=32), base, class_names=CIFAR10)
+    return base
+
+
+@pytest.fixture(scope="module")
+def classifier(export_dir):
+    return app.Classifier(export_dir)
+
+
+def _png_with_size(path, width, height):
+    """A valid 1x1 PNG whose header claims width x height: a decompression bomb in 70 bytes."""
+    Image.new("RGB", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = struct.pack(">II", width, height) + data[24:29]
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """One real file of every kind the app must cope with."""
+    d = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (48, 64, 3), np.uint8))
+    photo.save(d / "photo.jpg", quality=90)
+    photo.save(d / "photo.png")
+    photo.convert("L").save(d / "gray.png")
+    Image.new("RGBA", (40, 30), (255, 0, 0, 0)).save(d / "transparent.png")  # fully see-through
+    frames = [Image.new("RGB", (40, 30), c) for c in ("red", "lime", "blue")]
+    frames[0].save(d / "animated.gif", save_all=True, append_images=frames[1:], duration=50,
+                   loop=0)
+    Image.new("RGB", (10_000, 10_000), (40, 90, 160)).save(d / "huge.png")  # ~300 KB on disk
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(d / "tiny.png")
+    (d / "corrupt.jpg").write_bytes((d / "photo.jpg").read_bytes()[:200])
+    (d / "notes.txt").write_text("this is not an image\n")
+    _png_with_size(d / "bomb.png", 20_000, 20_000)
+    return d
+
+
+def _check_answer(labels, view, text):
+    assert len(labels) == 5 and set(labels) <= set(CIFAR10)
+    values = list(labels.values())
+    assert values == sorted(values, reverse=True)
+    assert 0 < sum(values) <= 1 + 1e-5 and all(0 <= v <= 1 for v in values)
+    assert view.dtype == np.uint8 and view.shape == (256, 256, 3)  # 32 px input, 8x nearest
+    assert " ms** model time" in text
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "photo.png", "gray.png", "transparent.png",
+                                  "animated.gif", "huge.png", "tiny.png"])
+def test_classify_answers_every_kind_of_image(classifier, files, name):
+    _check_answer(*app.classify(str(files / name), classifier))
+
+
+def test_classify_takes_what_gradio_and_numpy_callers_pass(classifier, files):
+    _check_answer(*app.classify({"path": str(files / "photo.png"), "url": None}, classifier))
+    _check_answer(*app.classify(np.asarray(Image.open(files / "photo.png")), classifier))
+    _check_answer(*app.classify(np.zeros((20, 20), np.uint8), classifier))  # grayscale array
+
+
+def test_top5_are_the_models_top5(classifier, files):
+    labels, _, _ = app.classify(str(files / "photo.png"), classifier)
+    probabilities = classifier.classify(app.load_image(str(files / "photo.png")))["probabilities"]
+    assert probabilities.sum() == pytest.approx(1, abs=1e-4)
+    best = [CIFAR10[i] for i in np.argsort(-probabilities)[:5]]
+    assert list(labels) == best
+
+
+def test_decoding_edge_cases(files):
+    assert (app.load_image(str(files / "animated.gif"))[0, 0] == [255, 0, 0]).all()  # frame 1
+    assert (app.load_image(str(files / "transparent.png")) == 255).all()  # on white paper
+    gray = app.load_image(str(files / "gray.png"))
+    assert gray.shape == (48, 64, 3) and (gray[..., 0] == gray[..., 2]).all()
+    assert app.load_image(str(files / "tiny.png")).shape == (1, 1, 3)
+
+
+def test_huge_image_is_downscaled_quickly(files):
+    start = time.perf_counter()
+    image = app.load_image(str(files / "huge.png"))
+    assert image.shape == (1024, 1024, 3) and (image[512, 512] == [40, 90, 160]).all()
+    assert time.perf_counter() - start < 15
+
+
+@pytest.mark.parametrize("name, message", [
+    ("corrupt.jpg", "Cannot read this file"),
+    ("notes.txt", "Cannot read this file"),
+    ("bomb.png", "Image too large"),
+])
+def test_bad_files_get_a_clear_message(classifier, files, name, message):
+    with pytest.raises(gr.Error, match=message):
+        app.classify(str(files / name), classifier)
+
+
+def test_no_image_and_no_model_get_a_clear_message(classifier, files):
+    with pytest.raises(gr.Error, match="No image"):
+        app.classify(None, classifier)
+    with pytest.raises(gr.Error, match="No trained model"):
+        app.classify(str(files / "photo.png"), None)
+
+
+def test_inside_shows_maps_gradcam_and_filters(classifier, files):
+    for layer in app.LAYERS:
+        maps, caption, cam, cam_caption = app.inside(str(files / "photo.jpg"), layer, classifier)
+        assert maps.dtype == np.uint8 and maps.ndim == 3 and maps.shape[-1] == 3
+        assert caption.startswith(f"`{layer}`") and "Grad-CAM" in cam_caption
+        assert cam.shape == (256, 256, 3)
+    # The first 32 channels as 4 rows x 8 columns of 64 px tiles with 2 px gaps.
+    assert maps.shape == (4 * 66 - 2, 8 * 66 - 2, 3)
+    assert app.inside(None, "conv1", classifier) == (None, "", None, "")
+    filters = classifier.inspect(np.zeros((32, 32, 3), np.uint8))["conv1_filters"]
+    grid = app.filter_grid(filters)  # 5x5x3x64 -> 8x8 tiles, upscaled 9x (48 // 5)
+    assert grid.shape == (8 * 47 - 2, 8 * 47 - 2, 3) and grid.max() == 255 and grid.min() == 0
+
+
+def test_model_card_handles_missing_and_present_metadata(classifier):
+    bare = app.model_card(classifier)
+    assert "**Dataset**: unknown" in bare and "**Test accuracy**: unknown" in bare
+    assert "32×32 px" in bare and f"{classifier.metadata['parameters']:,}" in bare
+    trained = types.SimpleNamespace(path="saved_models/x/3", class_names=CIFAR10, metadata={
+        "image_size": 227, "crop_fraction": 0.875, "parameters": 60_965_224,
+        "exported_at": "2026-01-02T03:04:05+00:00",
+        "config": {"data": "imagenette", "variant": "paper", "recipe": "paper"},
+        "metrics": {"top1": 0.8123, "top5": 0.9876, "split": "test", "num_examples": 3925}})
+    card = app.model_card(trained)
+    for text in ("imagenette", "paper", "227×227 px, centre crop 0.875", "60,965,224",
+                 "Accuracy (test split, 3,925 images)**: top-1 81.2%, top-5 98.8%", "2026-01-02"):
+        assert text in card
+    assert "python -m alexnet_tf.train --data PATH/TO/FOLDER" in app.model_card(None)
+
+
+def test_build_demo_without_a_model(tmp_path):
+    with app.build_demo(None) as demo:
+        assert isinstance(demo, gr.Blocks)
+    assert "classify" in [d.api_name for d in demo.fns.values()]
+
+
+def test_bad_model_path_is_one_line_and_exit_code_2(tmp_path, capsys):
+    assert app.main(["--model", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_twenty_concurrent_api_clients(classifier, files):
+    from gradio_client import Client, handle_file
+
+    demo = app.build_demo(classifier)
+    port = _free_port()
+    app.launch(demo, port=port, block=False)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+
+        def ask(i):
+            image = files / ("photo.jpg" if i % 2 else "gray.png")
+            return Client(url, verbose=False).predict(handle_file(str(image)),
+                                                      api_name="/classify")
+
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(ask, range(20)))
+        for label, view, text in answers:
+            assert len(label["confidences"]) == 5
+            assert {c["label"] for c in label["confidences"]} <= set(CIFAR10)
+            assert pathlib.Path(view).is_file() and "ms" in text
+    finally:
+        demo.close()
