@@ -80,7 +80,7 @@ def main(argv=None):
     geometry = data_lib.geometry_for(image_size)
     synthetic = data_lib.load("synthetic", image_size=image_size, limit=2048)
     train_ds = data_lib.train_pipeline(synthetic.train, geometry, batch_size=args.batch_size,
-                                       num_classes=10, seed=0).repeat()
+                                       num_classes=10, seed=0, lighting_std=0.1).repeat()
     results = {
         "tensorflow": tf.__version__, "keras": keras.__version__,
         "cpu": _cpu_name(), "cores": os.cpu_count(),

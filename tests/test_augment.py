@@ -83,3 +83,11 @@ def test_resize_and_center_crop():
     assert batch.min() > 190
     same = augment.resize_and_center_crop(image(32), 32).numpy()
     np.testing.assert_allclose(same, image(32), atol=1e-3)
+
+
+def test_lighting_and_resize_run_eagerly_and_in_tf_data():
+    eager, in_data = both_ways(lambda x, s: augment.lighting(x, s), image(8), np.array([4, 2]))
+    np.testing.assert_allclose(eager, in_data, atol=1e-4)
+    eager, in_data = both_ways(lambda x: augment.resize_and_center_crop(x, 12, 0.75), image(30))
+    assert eager.shape == (12, 12, 3)
+    np.testing.assert_allclose(eager, in_data, atol=1e-3)
