@@ -9,11 +9,10 @@ the default is the newest export under saved_models/. The app only reads the exp
 
 import argparse
 import atexit
-import base64
-import io
 import os
 import pathlib
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import gradio as gr  # noqa: E402
 import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError  # noqa: E402
+from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python ui/app.py` puts ui/, not the repo, on sys.path
@@ -35,6 +34,7 @@ if str(REPO) not in sys.path:  # `python ui/app.py` puts ui/, not the repo, on s
 
 from alexnet_tf.inference import Classifier, ModelNotFound, newest_export  # noqa: E402
 
+EXAMPLES = REPO / "ui" / "examples"  # any images put here are offered as examples
 MAX_SIDE = 1024  # the model sees <= 227 px; a smaller copy keeps huge uploads fast and small
 # 10000x10000 (100 MP) still opens; beyond this PIL's decompression-bomb guard answers.
 MAX_PIXELS = 120_000_000
@@ -45,7 +45,8 @@ QUEUE_SIZE = 64  # waiting requests beyond this are turned away instead of pilin
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 SHOWN_CHANNELS = 32
 TRAIN_HINT = (
-    "No trained model found. Train and export one first, for example:\n\n"
+    "No trained model found under saved_models/. Train one (training ends by exporting it "
+    "there), for example:\n\n"
     "    python -m alexnet_tf.train --data PATH/TO/FOLDER   # a folder of class subfolders\n"
     "    python -m alexnet_tf.train                         # CIFAR-10\n\n"
     "then restart the app (or pass --model saved_models/NAME).")
@@ -61,14 +62,10 @@ def load_image(image):
 
     Raises gr.Error with a one-line reason for anything that is not a usable image.
     """
+    if isinstance(image, dict):  # Gradio's FileData, what it passes when preprocess=False
+        image = image.get("path")
     if image is None:
         raise bad_input("No image: upload one, paste one or take a webcam photo first.")
-    if isinstance(image, dict):  # what Gradio passes when preprocess=False
-        url = image.get("url") or ""
-        if url.startswith("data:"):
-            image = io.BytesIO(base64.b64decode(url.split(",", 1)[1]))
-        else:
-            image = image.get("path")
     if isinstance(image, np.ndarray):
         image = _array_to_pil(image)
     if not isinstance(image, Image.Image):
@@ -80,7 +77,7 @@ def load_image(image):
                 image.draft("RGB", (MAX_SIDE, MAX_SIDE))
                 image.load()  # animated GIF/WebP/APNG: frame 0 is what open() points at
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise bad_input(f"Image too large: at most {MAX_PIXELS // 1_000_000} megapixels.") from None
+            raise bad_input(f"Image too large: at most {MAX_PIXELS // 10**6} megapixels.") from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
             reason = "not an image" if isinstance(error, UnidentifiedImageError) else "corrupt"
             raise bad_input(f"Cannot read this file ({reason}): upload a JPEG, PNG, GIF, "
@@ -121,17 +118,19 @@ def upscale(image, target=256):
 def classify(image, classifier):
     """image -> ({class: probability} for the top 5, the model's view (uint8), timing text)."""
     if classifier is None:
-        raise bad_input(TRAIN_HINT.split("\n")[0] + " See the page for how to train one.")
+        raise bad_input("No model loaded: train one first (see the top of the page).")
     start = time.perf_counter()
     pixels = load_image(image)
     loaded = time.perf_counter()
     out = classifier.inspect(pixels)  # one call: probabilities and the model-input view
     done = time.perf_counter()
-    labels = {c.decode(): float(p) for c, p in zip(out["top_k_classes"], out["top_k_probabilities"])}
+    labels = {name.decode(): float(p)
+              for name, p in zip(out["top_k_classes"], out["top_k_probabilities"])}
     view = upscale(np.clip(out["model_input"], 0, 255).astype(np.uint8))
     size = out["model_input"].shape[0]
-    text = (f"**{(done - loaded) * 1000:.1f} ms** model time (forward pass + Grad-CAM gradients; "
-            f"+{(loaded - start) * 1000:.1f} ms decoding) · your image {pixels.shape[1]}×{pixels.shape[0]} → model input {size}×{size}")
+    text = (f"**{(done - loaded) * 1000:.1f} ms** model time (forward pass + Grad-CAM "
+            f"gradients; +{(loaded - start) * 1000:.1f} ms decoding) · your image "
+            f"{pixels.shape[1]}×{pixels.shape[0]} → model input {size}×{size}")
     return labels, view, text
 
 
@@ -202,37 +201,6 @@ def inside(image, layer, classifier):
         cam_caption
 
 
-def make_examples(directory):
-    """A few synthetic drawings (airplane, ship, frog, car) as PNGs; returns their paths."""
-    directory = pathlib.Path(directory)
-    scenes = {
-        "airplane": ("#87b5e5", "#87b5e5", [("polygon", [(20, 70), (108, 58), (112, 66), (24, 78)],
-                     "#d0d0d0"), ("polygon", [(56, 66), (80, 40), (88, 42), (72, 68)], "#a0a0a0"),
-                     ("polygon", [(60, 72), (84, 96), (92, 94), (74, 70)], "#a0a0a0")]),
-        "ship": ("#bcd7f0", "#1f4e8c", [("polygon", [(16, 76), (112, 76), (98, 94), (28, 94)],
-                 "#3a2a20"), ("rectangle", [(44, 54), (84, 76)], "#f2f2f2"),
-                 ("rectangle", [(60, 38), (68, 54)], "#c03030")]),
-        "frog": ("#6b5a3a", "#4d3f27", [("ellipse", [(30, 50), (98, 100)], "#3f9b3a"),
-                 ("ellipse", [(38, 38), (58, 58)], "#3f9b3a"), ("ellipse", [(70, 38), (90, 58)],
-                 "#3f9b3a"), ("ellipse", [(44, 44), (52, 52)], "black"),
-                 ("ellipse", [(76, 44), (84, 52)], "black")]),
-        "car": ("#9fc4e8", "#555555", [("rectangle", [(14, 60), (114, 88)], "#c8202a"),
-                ("polygon", [(34, 60), (46, 42), (86, 42), (98, 60)], "#c8202a"),
-                ("rectangle", [(48, 46), (84, 58)], "#cfe6f7"), ("ellipse", [(24, 78), (46, 100)],
-                "black"), ("ellipse", [(82, 78), (104, 100)], "black")]),
-    }
-    paths = []
-    for name, (sky, ground, shapes) in scenes.items():
-        image = Image.new("RGB", (128, 128), sky)
-        draw = ImageDraw.Draw(image)
-        draw.rectangle([(0, 84), (128, 128)], fill=ground)
-        for kind, xy, colour in shapes:
-            getattr(draw, kind)(xy, fill=colour)
-        paths.append(directory / f"{name}.png")
-        image.save(paths[-1])
-    return [str(p) for p in paths]
-
-
 def model_card(classifier):
     """Markdown facts about the export, "unknown" where its metadata is silent."""
     if classifier is None:
@@ -292,18 +260,18 @@ def as_file(image, directory, max_age=300):
 
 def build_demo(classifier):
     """The two-tab Blocks app around `classifier` (an inference.Classifier, or None)."""
-    workdir = pathlib.Path(tempfile.mkdtemp(prefix="alexnet_app_"))  # never saved_models/
-    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
-    (workdir / "examples").mkdir()
-    (workdir / "out").mkdir()
-
-    def files(*values):  # arrays -> finished PNG files (see as_file); text passes through
-        return tuple(as_file(v, workdir / "out") if isinstance(v, np.ndarray) else v
-                     for v in values)
+    outdir = pathlib.Path(tempfile.mkdtemp(prefix="alexnet_app_"))  # never saved_models/
+    atexit.register(shutil.rmtree, outdir, ignore_errors=True)
+    examples = sorted(str(p) for p in EXAMPLES.glob("*")
+                      if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".webp"))
     filters = None
     if classifier is not None:  # constant per model: drawn once, also warms the graph up
         size = classifier.image_size or 32
-        filters = filter_grid(classifier.inspect(np.zeros((size, size, 3), np.uint8))["conv1_filters"])
+        blank = np.zeros((size, size, 3), np.uint8)
+        filters = filter_grid(classifier.inspect(blank)["conv1_filters"])
+
+    def files(*values):  # arrays -> finished PNG files (see as_file); text passes through
+        return tuple(as_file(v, outdir) if isinstance(v, np.ndarray) else v for v in values)
 
     def on_classify(image):
         return files(*classify(image, classifier))
@@ -326,8 +294,8 @@ def build_demo(classifier):
                     image = gr.Image(type="numpy", image_mode="RGB", label="Your image",
                                      sources=["upload", "clipboard", "webcam"], height=320)
                     button = gr.Button("Classify", variant="primary")
-                    gr.Examples([[p] for p in make_examples(workdir / "examples")], inputs=image,
-                                label="Examples (synthetic drawings)")
+                    if examples:
+                        gr.Examples([[p] for p in examples], inputs=image, label="Examples")
                 with gr.Column():
                     labels = gr.Label(num_top_classes=5, label="Top 5", elem_id="top5")
                     timing = gr.Markdown(elem_id="timing")
@@ -367,18 +335,21 @@ def build_demo(classifier):
 def launch(demo, host="127.0.0.1", port=7860, share=False, block=True):
     """Queue and launch with the safe defaults (main and the tests share them)."""
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
-    return demo.launch(server_name=host, server_port=port, share=share,
-                       max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block, quiet=not block)
+    # run_history=False: Gradio 6 otherwise keeps every image and answer in the browser and
+    # offers to sync them to a Hugging Face bucket; a local demo has no use for either.
+    return demo.launch(server_name=host, server_port=port, share=share, quiet=not block,
+                       max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block,
+                       run_history=False)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python ui/app.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="export version dir or model base dir "
+    parser.add_argument("--model", metavar="DIR", help="export version dir or model base dir "
                                         "(default: the newest under saved_models/)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=int, default=7860, help="default 7860")
     parser.add_argument("--share", action="store_true",
                         help="also publish a public *.gradio.live link (off by default)")
     args = parser.parse_args(argv)
@@ -396,11 +367,13 @@ def main(argv=None):
             print(f"error: {error}", file=sys.stderr)
             return 2
         except Exception as error:  # e.g. a SavedModel without the `inspect` signature
-            print(f"error: {path} is not a usable alexnet_tf export "
-                  f"({type(error).__name__}: {str(error).splitlines()[0][:200]})", file=sys.stderr)
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            print(f"error: {path} is not a usable alexnet_tf export ({reason})", file=sys.stderr)
             return 2
         print(f"Model: {classifier.path} ({len(classifier.class_names)} classes, "
               f"{classifier.image_size} px)")
+    # SIGTERM (kill, systemd, the browser test) ends like Ctrl+C, so atexit cleans the temp dir.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: anyone who can reach this machine can use the app")
     try:
