@@ -70,7 +70,7 @@ class Config:
     cache: bool = True  # decoded images in memory when they fit
     tta: bool = False  # also report 10-crop accuracy at the end
     jit_compile: bool = False
-    cpu_replicas: int = 0  # >1: MirroredStrategy over that many logical CPU devices
+    cpu_replicas: int = 0  # >1: MirroredStrategy over N logical CPUs; 1: OneDeviceStrategy
     verbose: str = "auto"  # Keras progress: auto, 1 (bar) or 2 (a line per epoch)
     overwrite: bool = False
 
@@ -110,7 +110,8 @@ HELP = {
     "pca": "eigen-decomposition for --lighting: imagenet or data (computed from train)",
     "cache": "keep decoded images in memory when they fit (--no-cache for large datasets)",
     "tta": "also report 10-crop test-time-augmentation accuracy at the end",
-    "cpu_replicas": "train with MirroredStrategy over N logical CPU devices (tests the GPU path)",
+    "cpu_replicas": "N>1: MirroredStrategy over N logical CPU devices (runs the multi-GPU path "
+                    "on a CPU); 1: OneDeviceStrategy on the CPU",
     "overwrite": "delete the workdir's previous run and start fresh",
 }
 

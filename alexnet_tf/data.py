@@ -97,7 +97,8 @@ def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
     return _finish(ds.map(lambda x, y: (x, tf.one_hot(y, num_classes))))
 
 
-def eval_pipeline(split, geometry, *, batch_size, num_classes=None, ten_crop=False):
+def eval_pipeline(split, geometry, *, batch_size, num_classes=None, ten_crop=False,
+                  drop_remainder=False):
     """Centre-cropped batches (or [batch, 10, S, S, 3] views with `ten_crop`).
 
     Labels are one-hot when `num_classes` is given (for Keras metrics), else integers.
@@ -109,7 +110,7 @@ def eval_pipeline(split, geometry, *, batch_size, num_classes=None, ten_crop=Fal
         def views(image):
             return augment.resize_and_center_crop(image, geometry.image_size, geometry.crop_fraction)
     ds = split.dataset.map(lambda x, y: (views(x), y), num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if num_classes:
         ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
     return _finish(ds)

@@ -36,7 +36,8 @@ def choose_strategy(cpu_replicas=0):
 
     TF_CONFIG set: MultiWorkerMirroredStrategy. Two or more GPUs: MirroredStrategy over all.
     One GPU: that GPU. CPU only: the default strategy, or MirroredStrategy over
-    `cpu_replicas` logical CPU devices (exercises the multi-GPU code path on a CPU).
+    `cpu_replicas` logical CPU devices (exercises the multi-GPU code path on a CPU), or
+    with `cpu_replicas=1` a OneDeviceStrategy on the CPU (the one-replica baseline).
     """
     if os.environ.get("TF_CONFIG"):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -45,6 +46,11 @@ def choose_strategy(cpu_replicas=0):
         split_cpu(cpu_replicas)
         devices = [f"/cpu:{i}" for i in range(cpu_replicas)]
         return tf.distribute.MirroredStrategy(devices), f"MirroredStrategy over {devices}"
+    if cpu_replicas == 1:
+        # One device, but under a strategy: Keras' fit then reads its data exactly as under
+        # MirroredStrategy (it opens the dataset once more to build the model), so the two
+        # can be compared batch for batch.
+        return tf.distribute.OneDeviceStrategy("/cpu:0"), "OneDeviceStrategy on /cpu:0"
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) >= 2:
         strategy = tf.distribute.MirroredStrategy()

@@ -10,7 +10,6 @@ import dataclasses
 import csv
 import json
 import math
-import os
 import pathlib
 import shutil
 import sys
@@ -21,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import augment, config as config_lib, data as data_lib, distribute, plots
+from alexnet_tf import multiworker
 from alexnet_tf.evaluate import compute_metrics, predict_split
 from alexnet_tf.export import export_model
 from alexnet_tf.model import build_model, count_flops
@@ -34,7 +34,8 @@ def main(argv=None):
     try:
         cfg = config_lib.parse(argv)
         return train(cfg)
-    except (config_lib.ConfigError, data_lib.DataError, RunError) as error:
+    except (config_lib.ConfigError, data_lib.DataError, RunError,
+            multiworker.TFConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -44,13 +45,19 @@ def train(cfg):
     workdir = pathlib.Path(cfg.workdir or f"runs/alexnet_{cfg.dataset_name}_{cfg.variant}")
     export_dir = cfg.export_dir or f"saved_models/alexnet_{cfg.dataset_name}"
     cfg = dataclasses.replace(cfg, workdir=str(workdir), export_dir=export_dir)
+    # -- Multi-worker (TF_CONFIG) ----------------------------------------------------------
+    # Only the chief's outputs are of record; other workers write to a scratch directory of
+    # their own, started empty (their training state comes from the chief) and removed at the end.
+    task = multiworker.task_info()
+    chief = task is None or task.is_chief
+    if not chief:
+        workdir, export_dir = multiworker.worker_dirs(workdir, export_dir, task)
+        multiworker.remove_scratch(workdir)
+        print(f"Worker {task.index} of {task.num_workers} (not the chief): scratch outputs in "
+              f"{workdir.parent}")
     _prepare_workdir(cfg, workdir)
 
     # -- Strategy and precision -----------------------------------------------------------
-    if os.environ.get("TF_CONFIG"):
-        # Keras 3.15 `fit` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
-        raise RunError("TF_CONFIG is set, but multi-worker training is not supported yet; "
-                       "unset TF_CONFIG to train on this machine's devices")
     strategy, strategy_why = distribute.choose_strategy(cfg.cpu_replicas)
     policy, policy_why = distribute.choose_precision(cfg.precision)
     keras.mixed_precision.set_global_policy(policy)
@@ -58,6 +65,12 @@ def train(cfg):
     print(f"Strategy: {strategy_why}. Precision: {policy} ({policy_why}).")
     if cfg.batch_size < replicas:
         raise RunError(f"--batch-size {cfg.batch_size} is smaller than the {replicas} replicas")
+    if cfg.batch_size % replicas:
+        raise RunError(f"--batch-size {cfg.batch_size} (global) is not a multiple of the "
+                       f"{replicas} replicas")
+    if replicas > 1:
+        print(f"Global batch {cfg.batch_size} = {replicas} replicas x "
+              f"{cfg.batch_size // replicas}; learning rate {cfg.lr} (not rescaled).")
     image_size = cfg.image_size or _default_size(cfg.variant)
     try:
         build_model(cfg.variant, num_classes=2, image_size=image_size)  # geometry check only
@@ -83,8 +96,12 @@ def train(cfg):
     train_ds = data_lib.train_pipeline(
         data.train, geometry, batch_size=cfg.batch_size, num_classes=len(class_names),
         seed=cfg.seed, flip=cfg.flip, lighting_std=cfg.lighting, eigval=eigval, eigvec=eigvec)
+    # Under several replicas a last batch smaller than the replica count leaves one replica
+    # empty, and TF's CPU Conv2D fails on an empty batch: Keras' fit then monitors whole
+    # batches only. The final evaluation below always uses every image.
     val_ds = data_lib.eval_pipeline(data.val, geometry, batch_size=cfg.batch_size,
-                                    num_classes=len(class_names))
+                                    num_classes=len(class_names),
+                                    drop_remainder=task is None and replicas > 1)
     print(f"Data: {data.name}, {len(class_names)} classes, {data.train.size} train / "
           f"{data.val.size} val / {data.test.size if data.test else 0} test images.")
 
@@ -122,8 +139,13 @@ def train(cfg):
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_accuracy", mode="max", factor=0.1, patience=4, min_lr=cfg.lr * 1e-3))
     fit_started = time.time()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
-                        callbacks=callbacks, verbose=_verbose(cfg.verbose), shuffle=False)
+    if task is None:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+                            callbacks=callbacks, verbose=_verbose(cfg.verbose), shuffle=False)
+    else:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)
+        history = multiworker.fit(model, strategy, train_ds, val_ds, epochs=cfg.epochs,
+                                  steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                                  verbose=_verbose(cfg.verbose))
     fit_seconds = time.time() - fit_started
     losses = history.history.get("loss", [])
     if model.stop_training or any(not math.isfinite(v) for v in losses):
@@ -132,6 +154,11 @@ def train(cfg):
                        f"{workdir / 'best.keras'}")
     epochs_run = len(losses)
     epochs_done = _epochs_logged(workdir)
+    if not chief:  # the chief evaluates, plots, writes metrics.json and exports
+        multiworker.remove_scratch(workdir)
+        print(f"Worker {task.index} done: {epochs_run} epoch(s) trained; the chief writes the "
+              "run's outputs")
+        return 0
 
     # -- Evaluate ---------------------------------------------------------------------------
     eval_name, eval_split = ("test", data.test) if data.test else ("val", data.val)

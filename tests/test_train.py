@@ -76,10 +76,11 @@ def test_clear_errors(argv, message, capsys, tmp_path):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
-def test_tf_config_is_refused_with_one_line(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}}')
+def test_bad_tf_config_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}}')  # no "task"
     assert train.main(["--data", "synthetic", "--workdir", str(tmp_path / "w")]) == 2
-    assert "multi-worker training is not supported yet" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert 'TF_CONFIG needs "cluster" and "task"' in err and len(err.strip().splitlines()) == 1
 
 
 def test_config_flags_file_and_recipes(tmp_path):
