@@ -1,7 +1,7 @@
 """Measure training, inference and input-pipeline speed on this machine, in one process.
 
     python -m alexnet_tf.bench [--variant cifar] [--image-size S] [--batch-size B]
-        [--precision auto|float32|mixed_bfloat16|mixed_float16] [--jit] [--compare-float32] [--json]
+        [--precision auto|float32|mixed_bfloat16|mixed_float16] [--jit] [--compare-float32] [--layers] [--json]
 
 Every figure is measured after warm-up; the FLOP rate is set against a large matmul timed in
 the same run (the machine's practical peak), so ratios stay meaningful on a noisy machine.
@@ -51,6 +51,39 @@ def training_speed(variant, image_size, batch_size, precision, jit, steps, datas
     return model, images_per_second
 
 
+def layer_times(variant, image_size, batch_size, precision, repeats=10):
+    """Milliseconds per batch of each layer's forward + backward pass, timed alone.
+
+    Answers "where does a training step go" without a profiler UI: every layer gets a random
+    input of its real shape and dtype, and a tf.function computes its output and the gradients
+    of its weights (and of its input, except for the first layer, whose input is data).
+    """
+    keras.mixed_precision.set_global_policy(precision)
+    model = build_model(variant, num_classes=10, image_size=image_size)
+    times, after_weights = {}, False  # layers before the first weights need no input gradient
+    for index, layer in enumerate(model.layers[1:]):
+        shape = (batch_size, *layer.input.shape[1:])
+        x = tf.cast(tf.random.uniform(shape, 0, 255 if index == 0 else 1), layer.input.dtype)
+
+        @tf.function
+        def step(x, layer=layer, wants_input_grad=after_weights):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32))
+            sources = [w.value for w in layer.trainable_weights]
+            grads = tape.gradient(loss, sources + ([x] if wants_input_grad else []))
+            return loss, [tf.reduce_sum(tf.cast(g, tf.float32)) for g in grads if g is not None]
+
+        step(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            tf.nest.map_structure(lambda t: t.numpy(), step(x))
+        times[layer.name] = 1000 * (time.perf_counter() - start) / repeats
+        after_weights = after_weights or bool(layer.trainable_weights)
+    return times
+
+
 def pipeline_speed(dataset, batch_size, batches):
     iterator = iter(dataset)
     next(iterator)
@@ -72,6 +105,9 @@ def main(argv=None):
     parser.add_argument("--compare-float32", action="store_true",
                         help="also time float32 training, for the mixed-precision speed-up")
     parser.add_argument("--matmul-size", type=int, default=4096, help="n of the peak matmul")
+    parser.add_argument("--layers", action="store_true",
+                        help="also time each layer's forward + backward pass (and in float32 "
+                             "with --compare-float32): where a training step goes")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     image_size = args.image_size or default_image_size(args.variant)
@@ -115,6 +151,16 @@ def main(argv=None):
         results["mixed_over_float32"] = train_ips / f32_ips
         keras.mixed_precision.set_global_policy(precision)
 
+    if args.layers:
+        print("Timing each layer ...", file=sys.stderr)
+        precisions = [precision] + (["float32"] if args.compare_float32 and
+                                    precision != "float32" else [])
+        per_precision = {p: layer_times(args.variant, image_size, args.batch_size, p)
+                         for p in precisions}
+        results["layer_ms_per_batch"] = {
+            name: {p: per_precision[p][name] for p in precisions} for name in per_precision[precision]}
+        keras.mixed_precision.set_global_policy(precision)
+
     print("Timing inference ...", file=sys.stderr)
     batch = np.random.default_rng(0).integers(0, 256, (512, image_size, image_size, 3), np.uint8)
     model.predict(batch[:64], verbose=0)
@@ -137,6 +183,14 @@ def main(argv=None):
         print(json.dumps(results, indent=2))
     else:
         for key, value in results.items():
+            if key == "layer_ms_per_batch":
+                print(f"layer ms per batch (forward + backward): "
+                      f"{' / '.join(next(iter(value.values())))}")
+                for name, per in value.items():
+                    ratio = (f"  ({per['float32'] / per[precision]:.2f}x)"
+                             if "float32" in per and len(per) > 1 else "")
+                    print(f"  {name:34s} {' / '.join(f'{v:.2f}' for v in per.values())}{ratio}")
+                continue
             print(f"{key:36s} {value:.1f}" if isinstance(value, float) else f"{key:36s} {value}")
     return 0
 

@@ -68,6 +68,7 @@ class Config:
     pca: str = "imagenet"  # eigen-decomposition for lighting: imagenet or data
     flip: bool = True
     cache: bool = True  # decoded images in memory when they fit
+    time_budget: float | None = None  # minutes of training; stops after the last epoch that fits
     tta: bool = False  # also report 10-crop accuracy at the end
     jit_compile: bool = False
     cpu_replicas: int = 0  # >1: MirroredStrategy over N logical CPUs; 1: OneDeviceStrategy
@@ -109,6 +110,8 @@ HELP = {
     "lighting": "PCA colour augmentation std (paper: 0.1; 0 = off)",
     "pca": "eigen-decomposition for --lighting: imagenet or data (computed from train)",
     "cache": "keep decoded images in memory when they fit (--no-cache for large datasets)",
+    "time_budget": "minutes of training (validation included): stop before an epoch that "
+                   "would end past it; the learning-rate schedule still spans --epochs",
     "tta": "also report 10-crop test-time-augmentation accuracy at the end",
     "cpu_replicas": "N>1: MirroredStrategy over N logical CPU devices (runs the multi-GPU path "
                     "on a CPU); 1: OneDeviceStrategy on the CPU",

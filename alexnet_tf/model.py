@@ -55,12 +55,15 @@ _CIFAR_FEATURES = [
     # as the paper's take 55 -> 27 -> 13 -> 6. Widths are roughly the paper's halved. No groups:
     # the two towers were a 3 GB-GPU memory workaround, and grouped convolutions run about 6x
     # slower than dense ones on CPU in TF 2.21 (measured here, mixed_bfloat16).
+    # LRN follows the pool, as in cuda-convnet's CIFAR-10 layers-18pct and TensorFlow's CIFAR-10
+    # tutorial (pool1 -> norm1): on a quarter of the pixels it costs a quarter, and the training
+    # step runs about 2x faster than with the paper's LRN -> pool order (measured here, bf16).
     ("conv", "conv1", 64, 5, 1, "same", 1),
-    ("lrn", "lrn1"),
     ("pool", "pool1", 3, 2, "same"),
+    ("lrn", "lrn1"),
     ("conv", "conv2", 128, 5, 1, "same", 1),
-    ("lrn", "lrn2"),
     ("pool", "pool2", 3, 2, "same"),
+    ("lrn", "lrn2"),
     ("conv", "conv3", 256, 3, 1, "same", 1),
     ("conv", "conv4", 256, 3, 1, "same", 1),
     ("conv", "conv5", 128, 3, 1, "same", 1),

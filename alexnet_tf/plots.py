@@ -1,6 +1,15 @@
-"""PNG figures: training curves and the confusion matrix."""
+"""PNG figures: training curves, accuracy against training time, the confusion matrix.
 
+    python -m alexnet_tf.plots --out accuracy_vs_time.png RUN_DIR [RUN_DIR ...]
+
+draws the validation accuracy of finished or running runs against their training minutes.
+"""
+
+import argparse
 import csv
+import json
+import pathlib
+import sys
 
 import matplotlib
 
@@ -35,6 +44,33 @@ def training_curves(history_csv, path):
     return path
 
 
+def accuracy_vs_time(runs, path, budget_minutes=None):
+    """Validation top-1 against training minutes, one line per run directory.
+
+    `runs` maps a label to a run directory holding history.csv (with the `minutes` column that
+    training writes) and, once finished, metrics.json.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, run in runs.items():
+        with open(pathlib.Path(run) / "history.csv") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("minutes")]
+        if not rows:
+            raise ValueError(f"{run}/history.csv has no 'minutes' column")
+        minutes = [float(r["minutes"]) for r in rows]
+        accuracy = [100 * float(r["val_accuracy"]) for r in rows]
+        ax.plot(minutes, accuracy, marker=".", label=f"{label}: {accuracy[-1]:.1f}%")
+    if budget_minutes:
+        ax.axvline(budget_minutes, color="gray", linestyle=":", label=f"{budget_minutes:g} min")
+    ax.set(xlabel="training minutes (validation included)", ylabel="validation top-1 (%)",
+           ylim=(0, 100), title="CIFAR-10, 5,000 held-out images")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def confusion_matrix(matrix, class_names, path, title="confusion matrix"):
     """Rows are true classes, columns predictions; cells show counts, colour the row share."""
     matrix = np.asarray(matrix)
@@ -55,3 +91,32 @@ def confusion_matrix(matrix, class_names, path, title="confusion matrix"):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m alexnet_tf.plots", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--budget", type=float, help="draw a line at this many minutes")
+    args = parser.parse_args(argv)
+    runs = {}
+    for run in args.runs:
+        try:
+            config = json.loads((pathlib.Path(run) / "config.json").read_text())
+            runs[f"{config['variant']} / {config['recipe']}"] = run
+        except (OSError, ValueError, KeyError):
+            print(f"error: {run} is not a run directory (no readable config.json)",
+                  file=sys.stderr)
+            return 2
+    try:
+        accuracy_vs_time(runs, args.out, args.budget)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

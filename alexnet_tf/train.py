@@ -30,6 +30,30 @@ class RunError(Exception):
     """A problem with the run's setup, reported as one line."""
 
 
+class TrainingClock(keras.callbacks.Callback):
+    """Adds `minutes` of training so far (validation included; a resumed run continues the
+    count) to each epoch's logs, so history.csv is an accuracy-against-time curve. With a
+    budget, stops before an epoch that would end past it (projected from the last epoch)."""
+
+    def __init__(self, minutes_before, budget=None):
+        super().__init__()
+        self.minutes_before, self.budget, self.out_of_time = minutes_before, budget, False
+
+    def on_train_begin(self, logs=None):
+        self.started = self.epoch_started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
+        minutes = self.minutes_before + (now - self.started) / 60
+        if logs is not None:
+            logs["minutes"] = minutes
+        if self.budget and minutes + (now - self.epoch_started) / 60 > self.budget:
+            self.out_of_time = self.model.stop_training = True
+
+
 def main(argv=None):
     try:
         cfg = config_lib.parse(argv)
@@ -122,7 +146,9 @@ def train(cfg):
           f"parameters, {count_flops(model) / 1e9:.3f} GFLOPs per image. Recipe: {cfg.recipe}.")
 
     # -- Fit ------------------------------------------------------------------------------
+    clock = TrainingClock(_minutes_so_far(workdir), cfg.time_budget)
     callbacks = [
+        clock,  # first: it adds `minutes` to the logs the others see
         # Resume after a crash or kill: the same command continues at the next epoch.
         # The backup outlives `fit` until the export is written: a crash in evaluation or
         # export resumes after the last epoch instead of training again.
@@ -148,7 +174,10 @@ def train(cfg):
                                   verbose=_verbose(cfg.verbose))
     fit_seconds = time.time() - fit_started
     losses = history.history.get("loss", [])
-    if model.stop_training or any(not math.isfinite(v) for v in losses):
+    if clock.out_of_time:
+        print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "
+              "epoch(s) this session.")
+    elif model.stop_training or any(not math.isfinite(v) for v in losses):
         raise RunError("Training stopped: the loss became NaN or infinite. Try a lower --lr "
                        "or --precision float32; the last good epoch is in "
                        f"{workdir / 'best.keras'}")
@@ -234,6 +263,11 @@ def _best_so_far(workdir):
     """A resumed run's best validation accuracy, so ModelCheckpoint keeps a better best.keras."""
     scores = [float(row["val_accuracy"]) for row in _history(workdir) if row.get("val_accuracy")]
     return max(scores, default=None)
+
+
+def _minutes_so_far(workdir):
+    return max((float(row["minutes"]) for row in _history(workdir) if row.get("minutes")),
+               default=0.0)
 
 
 def _epochs_logged(workdir):

@@ -16,3 +16,15 @@ def test_bench_reports_every_figure():
                 "savedmodel_latency_ms_p99"):
         assert figures[key] > 0, key
     assert figures["precision"] == "float32" and figures["tensorflow"].startswith("2.")
+
+
+def test_layer_times_cover_every_layer_in_both_precisions():
+    result = run_module("alexnet_tf.bench", "--image-size", "16", "--batch-size", "8",
+                        "--steps", "2", "--matmul-size", "256", "--precision", "mixed_bfloat16",
+                        "--compare-float32", "--layers", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    layers = json.loads(result.stdout)["layer_ms_per_batch"]
+    assert {"conv1", "lrn1", "pool5", "fc6", "fc8"} <= set(layers)
+    for name, per_precision in layers.items():
+        assert set(per_precision) == {"mixed_bfloat16", "float32"}, name
+        assert all(ms > 0 for ms in per_precision.values()), name

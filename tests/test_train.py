@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import signal
@@ -142,7 +143,20 @@ def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming the run" in second.stdout
     assert "Epoch 1/3" not in second.stdout and "Epoch 2/3" in second.stdout
-    epochs = [line.split(",")[0] for line in history.read_text().splitlines()[1:]]
-    assert epochs == ["0", "1", "2"]
+    with open(history) as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"]
+    minutes = [float(row["minutes"]) for row in rows]  # the training clock resumes its count
+    assert 0 < minutes[0] < minutes[1] < minutes[2]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 3
     assert not (tmp_path / "run" / "backup").exists()  # kept until the export, then removed
+
+
+def test_time_budget_stops_early_and_still_exports(tmp_path, capsys):
+    args = ["--data", "synthetic", "--limit", "128", "--epochs", "4", "--batch-size", "32",
+            "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
+            "--verbose", "2", "--precision", "float32", "--time-budget", "0.0001"]
+    assert train.main(args) == 0
+    assert "Time budget of 0.0001 minutes reached after 1 epoch(s)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 1
+    assert (tmp_path / "export" / "1" / "saved_model.pb").is_file()
