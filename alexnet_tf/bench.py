@@ -81,6 +81,17 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
             tf.nest.map_structure(lambda t: t.numpy(), step(x))
         times[layer.name] = 1000 * (time.perf_counter() - start) / repeats
         after_weights = after_weights or bool(layer.trainable_weights)
+
+    # The update itself: float32 master weights, whatever the compute precision.
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True)
+    grads = [tf.zeros_like(w.value) for w in model.trainable_weights]
+    update = tf.function(lambda: optimizer.apply(grads, model.trainable_weights))
+    update()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        update()
+    model.trainable_weights[0].numpy()
+    times["(optimizer update)"] = 1000 * (time.perf_counter() - start) / repeats
     return times
 
 

@@ -1,0 +1,33 @@
+import json
+
+from alexnet_tf import plots
+
+
+def write_run(run, variant, recipe, rows):
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"variant": variant, "recipe": recipe}))
+    lines = ["epoch,accuracy,minutes,val_accuracy"]
+    lines += [f"{i},0.5,{minutes},{accuracy}" for i, (minutes, accuracy) in enumerate(rows)]
+    (run / "history.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_accuracy_vs_time_cli_draws_each_run(tmp_path, capsys):
+    write_run(tmp_path / "a", "cifar", "fast", [(2.0, 0.3), (4.1, 0.5)])
+    write_run(tmp_path / "b", "seed", "seed", [(3.0, 0.2), (6.2, 0.35)])
+    out = tmp_path / "curve.png"
+    assert plots.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out),
+                       "--budget", "5"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_accuracy_vs_time_errors_are_one_line(tmp_path, capsys):
+    assert plots.main([str(tmp_path / "missing"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"variant": "cifar", "recipe": "fast"}))
+    (run / "history.csv").write_text("epoch,val_accuracy\n0,0.3\n")  # written before `minutes`
+    assert plots.main([str(run), "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "no 'minutes' column" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
