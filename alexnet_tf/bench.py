@@ -22,7 +22,7 @@ import tensorflow as tf
 from alexnet_tf import data as data_lib, distribute
 from alexnet_tf.export import export_model
 from alexnet_tf.inference import Classifier
-from alexnet_tf.model import build_model, count_flops, default_image_size
+from alexnet_tf.model import build_model, count_flops, default_image_size, layer_flops
 
 
 def matmul_peak(dtype, n=4096, repeats=10):
@@ -52,7 +52,8 @@ def training_speed(variant, image_size, batch_size, precision, jit, steps, datas
 
 
 def layer_times(variant, image_size, batch_size, precision, repeats=10):
-    """Milliseconds per batch of each layer's forward + backward pass, timed alone.
+    """Milliseconds per batch of each layer's forward + backward pass, timed alone, and the
+    GFLOP/s that implies for convolutions and dense layers.
 
     Answers "where does a training step go" without a profiler UI: every layer gets a random
     input of its real shape and dtype, and a tf.function computes its output and the gradients
@@ -60,7 +61,8 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
     """
     keras.mixed_precision.set_global_policy(precision)
     model = build_model(variant, num_classes=10, image_size=image_size)
-    times, after_weights = {}, False  # layers before the first weights need no input gradient
+    times, gflops = {}, {}
+    after_weights = False  # layers before the first weights need no input gradient
     for index, layer in enumerate(model.layers[1:]):
         shape = (batch_size, *layer.input.shape[1:])
         x = tf.cast(tf.random.uniform(shape, 0, 255 if index == 0 else 1), layer.input.dtype)
@@ -80,6 +82,9 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
         for _ in range(repeats):
             tf.nest.map_structure(lambda t: t.numpy(), step(x))
         times[layer.name] = 1000 * (time.perf_counter() - start) / repeats
+        if layer_flops(layer):  # forward, weight gradient and (past the first) input gradient
+            passes = 3 if after_weights else 2
+            gflops[layer.name] = passes * layer_flops(layer) * batch_size / times[layer.name] / 1e6
         after_weights = after_weights or bool(layer.trainable_weights)
 
     # The update itself: float32 master weights, whatever the compute precision.
@@ -92,7 +97,7 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
         update()
     model.trainable_weights[0].numpy()
     times["(optimizer update)"] = 1000 * (time.perf_counter() - start) / repeats
-    return times
+    return times, gflops
 
 
 def pipeline_speed(dataset, batch_size, batches):
@@ -169,7 +174,11 @@ def main(argv=None):
         per_precision = {p: layer_times(args.variant, image_size, args.batch_size, p)
                          for p in precisions}
         results["layer_ms_per_batch"] = {
-            name: {p: per_precision[p][name] for p in precisions} for name in per_precision[precision]}
+            name: {p: per_precision[p][0][name] for p in precisions}
+            for name in per_precision[precision][0]}
+        results["layer_gflops"] = {
+            name: {p: per_precision[p][1][name] for p in precisions}
+            for name in per_precision[precision][1]}
         keras.mixed_precision.set_global_policy(precision)
 
     print("Timing inference ...", file=sys.stderr)
@@ -195,14 +204,20 @@ def main(argv=None):
     else:
         for key, value in results.items():
             if key == "layer_ms_per_batch":
-                print(f"layer ms per batch (forward + backward): "
+                print(f"layer ms per batch (forward + backward), GFLOP/s: "
                       f"{' / '.join(next(iter(value.values())))}")
                 for name, per in value.items():
                     ratio = (f"  ({per['float32'] / per[precision]:.2f}x)"
                              if "float32" in per and len(per) > 1 else "")
-                    print(f"  {name:34s} {' / '.join(f'{v:.2f}' for v in per.values())}{ratio}")
+                    rate = results["layer_gflops"].get(name)
+                    rate = f"  {' / '.join(f'{v:.0f}' for v in rate.values())} GFLOP/s" if rate else ""
+                    print(f"  {name:34s} {' / '.join(f'{v:.2f}' for v in per.values())}{ratio}{rate}")
                 continue
-            print(f"{key:36s} {value:.1f}" if isinstance(value, float) else f"{key:36s} {value}")
+            if key == "layer_gflops":
+                continue
+            digits = 2 if "_over_" in key else 1  # speed-up ratios need the second digit
+            print(f"{key:36s} {value:.{digits}f}" if isinstance(value, float)
+                  else f"{key:36s} {value}")
     return 0
 
 

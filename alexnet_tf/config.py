@@ -23,8 +23,9 @@ RECIPES = {
                  warmup_epochs=0, label_smoothing=0.0, dropout=0.5, init="keras", lighting=0.0),
     # Accuracy per minute on a CPU for the `cifar` variant: Nesterov SGD with a linear warm-up
     # and cosine decay (Goyal et al. 2017; Loshchilov & Hutter 2017), label smoothing 0.1
-    # (Szegedy et al. 2016), the paper's coupled weight decay.
-    "fast": dict(epochs=30, batch_size=256, optimizer="sgd", lr=0.02, momentum=0.9,
+    # (Szegedy et al. 2016), the paper's coupled weight decay. lr 0.05 beat 0.02 by 4.4 points
+    # (50.9 vs 46.5% val after 5 epochs on 20k images); 27 epochs fit 60 minutes on 2 CPU cores.
+    "fast": dict(epochs=27, batch_size=256, optimizer="sgd", lr=0.05, momentum=0.9,
                  nesterov=True, l2=2.5e-4, weight_decay=0.0, schedule="cosine",
                  warmup_epochs=1, label_smoothing=0.1, dropout=0.5, init="keras", lighting=0.0),
 }

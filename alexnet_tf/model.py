@@ -172,15 +172,18 @@ def build_model(
 
 def count_flops(model):
     """Forward-pass FLOPs per image (a multiply-add counts 2) of convolutions and dense layers."""
-    flops = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, height, width, out_channels = layer.output.shape
-            kernel_h, kernel_w, in_per_group, _ = layer.kernel.shape
-            flops += 2 * height * width * out_channels * kernel_h * kernel_w * in_per_group
-        elif isinstance(layer, keras.layers.Dense):
-            flops += 2 * math.prod(layer.kernel.shape)
-    return flops
+    return sum(layer_flops(layer) for layer in model.layers)
+
+
+def layer_flops(layer):
+    """Forward-pass FLOPs per image of one layer; 0 for layers without a convolution or matmul."""
+    if isinstance(layer, keras.layers.Conv2D):
+        _, height, width, out_channels = layer.output.shape
+        kernel_h, kernel_w, in_per_group, _ = layer.kernel.shape
+        return 2 * height * width * out_channels * kernel_h * kernel_w * in_per_group
+    if isinstance(layer, keras.layers.Dense):
+        return 2 * math.prod(layer.kernel.shape)
+    return 0
 
 
 def _config(variant):

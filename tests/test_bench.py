@@ -28,3 +28,6 @@ def test_layer_times_cover_every_layer_in_both_precisions():
     for name, per_precision in layers.items():
         assert set(per_precision) == {"mixed_bfloat16", "float32"}, name
         assert all(ms > 0 for ms in per_precision.values()), name
+    rates = json.loads(result.stdout)["layer_gflops"]
+    assert set(rates) == {"conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"}
+    assert all(r > 0 for per_precision in rates.values() for r in per_precision.values())
