@@ -57,7 +57,8 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
 
     Answers "where does a training step go" without a profiler UI: every layer gets a random
     input of its real shape and dtype, and a tf.function computes its output and the gradients
-    of its weights (and of its input, except for the first layer, whose input is data).
+    of its weights and of its input (except up to the first layer with weights: nothing before
+    it has a gradient to receive).
     """
     keras.mixed_precision.set_global_policy(precision)
     model = build_model(variant, num_classes=10, image_size=image_size)
@@ -82,7 +83,7 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
         for _ in range(repeats):
             tf.nest.map_structure(lambda t: t.numpy(), step(x))
         times[layer.name] = 1000 * (time.perf_counter() - start) / repeats
-        if layer_flops(layer):  # forward, weight gradient and (past the first) input gradient
+        if layer_flops(layer):  # forward, weight grad, and input grad past the first weighted layer
             passes = 3 if after_weights else 2
             gflops[layer.name] = passes * layer_flops(layer) * batch_size / times[layer.name] / 1e6
         after_weights = after_weights or bool(layer.trainable_weights)

@@ -47,11 +47,11 @@ def training_curves(history_csv, path):
 def accuracy_vs_time(runs, path, budget_minutes=None):
     """Validation top-1 against training minutes, one line per run directory.
 
-    `runs` maps a label to a run directory holding history.csv (with the `minutes` column that
-    training writes) and, once finished, metrics.json.
+    `runs` is a list of (label, run directory) pairs; each directory holds history.csv with the
+    `minutes` column that training writes.
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, run in runs.items():
+    for label, run in runs:
         with open(pathlib.Path(run) / "history.csv") as f:
             rows = [r for r in csv.DictReader(f) if r.get("minutes")]
         if not rows:
@@ -100,11 +100,12 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--budget", type=float, help="draw a line at this many minutes")
     args = parser.parse_args(argv)
-    runs = {}
+    runs = []
     for run in args.runs:
         try:
             config = json.loads((pathlib.Path(run) / "config.json").read_text())
-            runs[f"{config['variant']} / {config['recipe']}"] = run
+            label = f"{pathlib.Path(run).resolve().name} ({config['variant']} / {config['recipe']})"
+            runs.append((label, run))
         except (OSError, ValueError, KeyError):
             print(f"error: {run} is not a run directory (no readable config.json)",
                   file=sys.stderr)

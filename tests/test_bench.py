@@ -1,5 +1,6 @@
 import json
 
+from alexnet_tf.model import build_model, layer_flops
 from helpers import run_module
 
 
@@ -28,6 +29,12 @@ def test_layer_times_cover_every_layer_in_both_precisions():
     for name, per_precision in layers.items():
         assert set(per_precision) == {"mixed_bfloat16", "float32"}, name
         assert all(ms > 0 for ms in per_precision.values()), name
+    # GFLOP/s = passes x forward FLOPs x batch / time: conv1 has no input gradient (2 passes),
+    # every later conv and dense layer has one (3 passes).
     rates = json.loads(result.stdout)["layer_gflops"]
+    model = build_model("cifar", num_classes=10, image_size=16)
     assert set(rates) == {"conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"}
-    assert all(r > 0 for per_precision in rates.values() for r in per_precision.values())
+    for name, per_precision in rates.items():
+        for precision, rate in per_precision.items():
+            passes = rate * layers[name][precision] * 1e6 / (layer_flops(model.get_layer(name)) * 8)
+            assert abs(passes - (2 if name == "conv1" else 3)) < 1e-6, (name, precision, passes)

@@ -160,3 +160,17 @@ def test_time_budget_stops_early_and_still_exports(tmp_path, capsys):
     assert "Time budget of 0.0001 minutes reached after 1 epoch(s)" in capsys.readouterr().out
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 1
     assert (tmp_path / "export" / "1" / "saved_model.pb").is_file()
+
+
+def test_training_clock_continues_a_resumed_count_and_projects_the_budget():
+    clock = train.TrainingClock(minutes_before=5.0, budget=5.5)
+    clock.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    clock.on_train_begin()
+    clock.on_epoch_begin(0)
+    logs = {}
+    clock.on_epoch_end(0, logs)
+    assert 5.0 <= logs["minutes"] < 5.1 and not clock.out_of_time  # 5 + a few ms < 5.5
+    clock.started -= 20  # pretend the next epoch took 20 s: 5.33 min now, 5.67 projected
+    clock.epoch_started -= 20
+    clock.on_epoch_end(1, logs)
+    assert 5.3 < logs["minutes"] < 5.4 and clock.out_of_time and clock.model.stop_training
