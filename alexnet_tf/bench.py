@@ -83,9 +83,10 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
         for _ in range(repeats):
             tf.nest.map_structure(lambda t: t.numpy(), step(x))
         times[layer.name] = 1000 * (time.perf_counter() - start) / repeats
-        if layer_flops(layer):  # forward, weight grad, and input grad past the first weighted layer
+        flops = layer_flops(layer)
+        if flops:  # forward, weight grad, and input grad past the first weighted layer
             passes = 3 if after_weights else 2
-            gflops[layer.name] = passes * layer_flops(layer) * batch_size / times[layer.name] / 1e6
+            gflops[layer.name] = passes * flops * batch_size / times[layer.name] / 1e6
         after_weights = after_weights or bool(layer.trainable_weights)
 
     # The update itself: float32 master weights, whatever the compute precision.
@@ -172,14 +173,11 @@ def main(argv=None):
         print("Timing each layer ...", file=sys.stderr)
         precisions = [precision] + (["float32"] if args.compare_float32 and
                                     precision != "float32" else [])
-        per_precision = {p: layer_times(args.variant, image_size, args.batch_size, p)
-                         for p in precisions}
-        results["layer_ms_per_batch"] = {
-            name: {p: per_precision[p][0][name] for p in precisions}
-            for name in per_precision[precision][0]}
-        results["layer_gflops"] = {
-            name: {p: per_precision[p][1][name] for p in precisions}
-            for name in per_precision[precision][1]}
+        ms, gflops = {}, {}
+        for p in precisions:
+            ms[p], gflops[p] = layer_times(args.variant, image_size, args.batch_size, p)
+        results["layer_ms_per_batch"] = _by_layer(ms)
+        results["layer_gflops"] = _by_layer(gflops)
         keras.mixed_precision.set_global_policy(precision)
 
     print("Timing inference ...", file=sys.stderr)
@@ -220,6 +218,12 @@ def main(argv=None):
             print(f"{key:36s} {value:.{digits}f}" if isinstance(value, float)
                   else f"{key:36s} {value}")
     return 0
+
+
+def _by_layer(per_precision):
+    """{precision: {layer: x}} -> {layer: {precision: x}}, layers in model order."""
+    first = next(iter(per_precision.values()))
+    return {name: {p: values[name] for p, values in per_precision.items()} for name in first}
 
 
 def _cpu_name():
