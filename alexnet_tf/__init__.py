@@ -5,6 +5,7 @@ import os
 # TensorFlow's C++ INFO lines (oneDNN, CUDA probes) drown the progress bar on CPU machines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from alexnet_tf import budget  # noqa: E402,F401 (registers the schedule best.keras names)
 from alexnet_tf.layers import LocalResponseNormalization  # noqa: E402
 from alexnet_tf.model import VARIANTS, build_model, count_flops  # noqa: E402
 

@@ -69,7 +69,7 @@ class Config:
     pca: str = "imagenet"  # eigen-decomposition for lighting: imagenet or data
     flip: bool = True
     cache: bool = True  # decoded images in memory when they fit
-    time_budget: float | None = None  # minutes of training; stops after the last epoch that fits
+    time_budget: float | None = None  # minutes of training; fits a cosine schedule to them
     tta: bool = False  # also report 10-crop accuracy at the end
     jit_compile: bool = False
     cpu_replicas: int = 0  # >1: MirroredStrategy over N logical CPUs; 1: OneDeviceStrategy
@@ -112,7 +112,8 @@ HELP = {
     "pca": "eigen-decomposition for --lighting: imagenet or data (computed from train)",
     "cache": "keep decoded images in memory when they fit (--no-cache for large datasets)",
     "time_budget": "minutes of training (validation included): stop before an epoch that "
-                   "would end past it; the learning-rate schedule still spans --epochs",
+                   "would end past it; a cosine schedule is fitted to the epochs that fit "
+                   "(replanned after every epoch from the mean minutes per epoch)",
     "tta": "also report 10-crop test-time-augmentation accuracy at the end",
     "cpu_replicas": "N>1: MirroredStrategy over N logical CPU devices (runs the multi-GPU path "
                     "on a CPU); 1: OneDeviceStrategy on the CPU",

@@ -19,8 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import augment, config as config_lib, data as data_lib, distribute, plots
-from alexnet_tf import multiworker
+from alexnet_tf import augment, budget, config as config_lib, data as data_lib, distribute
+from alexnet_tf import multiworker, plots
 from alexnet_tf.evaluate import compute_metrics, predict_split
 from alexnet_tf.export import export_model
 from alexnet_tf.model import build_model, count_flops
@@ -28,30 +28,6 @@ from alexnet_tf.model import build_model, count_flops
 
 class RunError(Exception):
     """A problem with the run's setup, reported as one line."""
-
-
-class TrainingClock(keras.callbacks.Callback):
-    """Adds `minutes` of training so far (validation included; a resumed run continues the
-    count) to each epoch's logs, so history.csv is an accuracy-against-time curve. With a
-    budget, stops before an epoch that would end past it (projected from the last epoch)."""
-
-    def __init__(self, minutes_before, budget=None):
-        super().__init__()
-        self.minutes_before, self.budget, self.out_of_time = minutes_before, budget, False
-
-    def on_train_begin(self, logs=None):
-        self.started = self.epoch_started = time.time()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started = time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        now = time.time()
-        minutes = self.minutes_before + (now - self.started) / 60
-        if logs is not None:
-            logs["minutes"] = minutes
-        if self.budget and minutes + (now - self.epoch_started) / 60 > self.budget:
-            self.out_of_time = self.model.stop_training = True
 
 
 def main(argv=None):
@@ -131,10 +107,11 @@ def train(cfg):
 
     # -- Model, optimiser, metrics: all inside the strategy's scope ------------------------
     with strategy.scope():
+        schedule = _schedule(cfg, steps_per_epoch)
         model = build_model(cfg.variant, num_classes=len(class_names), image_size=image_size,
                             dropout=cfg.dropout, init=cfg.init, l2=cfg.l2)
         model.compile(
-            optimizer=_optimizer(cfg, steps_per_epoch),
+            optimizer=_optimizer(cfg, schedule),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True,
                                                       label_smoothing=cfg.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
@@ -146,7 +123,12 @@ def train(cfg):
           f"parameters, {count_flops(model) / 1e9:.3f} GFLOPs per image. Recipe: {cfg.recipe}.")
 
     # -- Fit ------------------------------------------------------------------------------
-    clock = TrainingClock(_minutes_so_far(workdir), cfg.time_budget)
+    # Under TF_CONFIG each worker would plan from its own clock (and a resumed chief from its
+    # history alone): the schedule is fitted to the budget only where one process trains.
+    clock = budget.TrainingClock(
+        _minutes_so_far(workdir), cfg.time_budget, epochs_before=_epochs_logged(workdir),
+        schedule=schedule if isinstance(schedule, budget.FittedCosineDecay) and task is None
+        else None, steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs)
     callbacks = [
         clock,  # first: it adds `minutes` to the logs the others see
         # Resume after a crash or kill: the same command continues at the next epoch.
@@ -175,8 +157,10 @@ def train(cfg):
     fit_seconds = time.time() - fit_started
     losses = history.history.get("loss", [])
     if clock.out_of_time:
+        fitted = (f"; the cosine schedule was fitted to {clock.planned_epochs} of {cfg.epochs} "
+                  "epochs" if clock.schedule is not None else "")
         print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "
-              "epoch(s) this session.")
+              f"epoch(s) this session{fitted}.")
     elif model.stop_training or any(not math.isfinite(v) for v in losses):
         raise RunError("Training stopped: the loss became NaN or infinite. Try a lower --lr "
                        "or --precision float32; the last good epoch is in "
@@ -212,6 +196,8 @@ def train(cfg):
         wall_seconds=time.time() - started,
         precision=policy, strategy=strategy_why, replicas=replicas,
     )
+    if clock.schedule is not None:  # the cosine schedule was fitted to the time budget
+        metrics["schedule_epochs"] = clock.planned_epochs
     plots.training_curves(workdir / "history.csv", workdir / "training_curves.png")
     plots.confusion_matrix(metrics["confusion_matrix"], class_names,
                            workdir / "confusion_matrix.png", title=f"{data.name} ({eval_name})")
@@ -274,16 +260,20 @@ def _epochs_logged(workdir):
     return len({row["epoch"] for row in _history(workdir)})
 
 
-def _optimizer(cfg, steps_per_epoch):
-    lr = cfg.lr
-    if cfg.schedule == "cosine":
-        # Linear warm-up to lr, then cosine decay to 0 at the last step (Keras' CosineDecay).
-        # Short runs keep at most a fifth of their steps for the warm-up.
-        total = cfg.epochs * steps_per_epoch
-        warmup = int(min(cfg.warmup_epochs * steps_per_epoch, total / 5))
-        lr = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else lr, decay_steps=max(1, total - warmup),
-            warmup_target=lr if warmup else None, warmup_steps=warmup)
+def _schedule(cfg, steps_per_epoch):
+    """The learning rate: a number, or (cosine) a schedule a time budget can shorten."""
+    if cfg.schedule != "cosine":
+        return cfg.lr
+    # Linear warm-up to lr, then cosine decay to 0 at the last step (Keras' CosineDecay).
+    # Short runs keep at most a fifth of their steps for the warm-up.
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(min(cfg.warmup_epochs * steps_per_epoch, total / 5))
+    return budget.FittedCosineDecay(
+        0.0 if warmup else cfg.lr, decay_steps=max(1, total - warmup),
+        warmup_target=cfg.lr if warmup else None, warmup_steps=warmup)
+
+
+def _optimizer(cfg, lr):
     if cfg.optimizer == "adam":
         return keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
     return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,

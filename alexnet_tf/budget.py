@@ -1,0 +1,82 @@
+"""Training against the wall clock: a clock callback and a cosine schedule it can fit to a budget.
+
+A cosine schedule only pays off if it reaches its end: cut short at epoch 7 of 27, it stops at
+87% of its peak learning rate. With `--time-budget`, the clock measures the minutes per epoch
+and moves the schedule's end to the last epoch that fits, so a slow CPU anneals fully too.
+"""
+
+import time
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="alexnet_tf")
+class FittedCosineDecay(keras.optimizers.schedules.CosineDecay):
+    """Keras' CosineDecay (with its linear warm-up) whose `decay_steps` lives in a variable, so
+    `fit_to` can move the end of the schedule during `fit` without retracing the train step."""
+
+    def __init__(self, initial_learning_rate, decay_steps, **kwargs):
+        super().__init__(initial_learning_rate, decay_steps, **kwargs)
+        self.decay_steps = keras.Variable(float(decay_steps), dtype="float32", trainable=False,
+                                          name="decay_steps")
+
+    def fit_to(self, total_steps):
+        """Ends the decay at `total_steps` (warm-up included)."""
+        self.decay_steps.assign(float(max(1, total_steps - self.warmup_steps)))
+
+    @property
+    def total_steps(self):
+        return int(self.decay_steps.numpy()) + self.warmup_steps
+
+    def get_config(self):
+        return {**super().get_config(), "decay_steps": int(self.decay_steps.numpy())}
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Adds `minutes` of training so far (validation included; a resumed run continues the
+    count) and the `learning_rate` to each epoch's logs, so history.csv is an
+    accuracy-against-time curve that shows its schedule.
+
+    With a `budget` (minutes) it stops before an epoch that would end past it, projected from
+    the last epoch. Given a FittedCosineDecay `schedule` too, after every epoch it plans
+    the epochs the budget holds at the mean pace so far (at most `max_epochs`), fits the
+    schedule to them and stops when they are done. The warm-up keeps its length."""
+
+    def __init__(self, minutes_before, budget=None, *, epochs_before=0, schedule=None,
+                 steps_per_epoch=None, max_epochs=None):
+        super().__init__()
+        self.minutes_before, self.budget, self.out_of_time = minutes_before, budget, False
+        self.epochs_done, self.schedule = epochs_before, schedule if budget else None
+        self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
+        self.planned_epochs = max_epochs
+
+    def on_train_begin(self, logs=None):
+        self.started = self.epoch_started = time.time()
+        if self.schedule is not None and self.epochs_done:  # resumed: plan from the history
+            self._plan(self.minutes_before)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
+        minutes = self.minutes_before + (now - self.started) / 60
+        # `epoch` counts across a resume; history.csv may lack the row of an epoch the backup has.
+        self.epochs_done = epoch + 1
+        if self.budget and self.schedule is not None:
+            self._plan(minutes)
+            if self.planned_epochs <= self.epochs_done < self.max_epochs:
+                self.out_of_time = self.model.stop_training = True
+        # The hard limit, should the last epoch have been much slower than the mean.
+        if self.budget and minutes + (now - self.epoch_started) / 60 > self.budget:
+            self.out_of_time = self.model.stop_training = True
+        if logs is not None:
+            logs["minutes"] = minutes
+            if getattr(self.model, "optimizer", None) is not None:  # the next step's rate
+                logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+    def _plan(self, minutes):
+        pace = minutes / self.epochs_done  # minutes per epoch, validation included
+        fits = int(self.budget / pace) if pace > 0 else self.max_epochs
+        self.planned_epochs = max(self.epochs_done, min(self.max_epochs, fits))
+        self.schedule.fit_to(self.planned_epochs * self.steps_per_epoch)

@@ -1,0 +1,103 @@
+import keras
+import pytest
+import tensorflow as tf
+
+from alexnet_tf import budget
+
+
+def cosine(steps=100, warmup=10, peak=0.1):
+    return budget.FittedCosineDecay(0.0, decay_steps=steps - warmup, warmup_target=peak,
+                                    warmup_steps=warmup)
+
+
+def test_fitted_cosine_matches_keras_until_moved_and_then_ends_at_the_new_end():
+    schedule = cosine()
+    reference = keras.optimizers.schedules.CosineDecay(0.0, 90, warmup_target=0.1,
+                                                       warmup_steps=10)
+    for step in (0, 5, 10, 40, 99, 100):
+        assert float(schedule(step)) == pytest.approx(float(reference(step)), abs=1e-7)
+    lr_at = tf.function(schedule)  # traced once: the new end must reach the graph anyway
+    assert float(lr_at(tf.constant(50))) > 0.04
+    schedule.fit_to(50)
+    assert schedule.total_steps == 50
+    assert float(lr_at(tf.constant(50))) == pytest.approx(0.0, abs=1e-7)
+    assert float(lr_at(tf.constant(30))) == pytest.approx(0.05, abs=1e-6)  # halfway down
+    assert float(lr_at(tf.constant(5))) == pytest.approx(0.05, abs=1e-6)  # warm-up unchanged
+
+
+def test_fitted_cosine_config_is_its_constructor_arguments_with_the_current_end():
+    schedule = cosine()
+    schedule.fit_to(60)
+    restored = budget.FittedCosineDecay.from_config(schedule.get_config())
+    assert restored.total_steps == 60
+    assert float(restored(35)) == pytest.approx(float(schedule(35)))
+    serialized = keras.saving.serialize_keras_object(schedule)
+    assert keras.saving.deserialize_keras_object(serialized).total_steps == 60
+
+
+def clock_with_model(**kwargs):
+    clock = budget.TrainingClock(**kwargs)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(kwargs.get("schedule") or 0.1), loss="mse")
+    clock.set_model(model)
+    return clock
+
+
+def pretend_minutes_passed(clock, minutes):
+    clock.started -= minutes * 60
+    clock.epoch_started -= minutes * 60
+
+
+def test_training_clock_continues_a_resumed_count_and_projects_the_budget():
+    clock = clock_with_model(minutes_before=5.0, budget=5.5)
+    clock.on_train_begin()
+    clock.on_epoch_begin(0)
+    logs = {}
+    clock.on_epoch_end(0, logs)
+    assert 5.0 <= logs["minutes"] < 5.1 and not clock.out_of_time  # 5 + a few ms < 5.5
+    assert logs["learning_rate"] == pytest.approx(0.1)
+    pretend_minutes_passed(clock, 1 / 3)  # the next epoch took 20 s: 5.33 min now, 5.67 projected
+    clock.on_epoch_end(1, logs)
+    assert 5.3 < logs["minutes"] < 5.4 and clock.out_of_time and clock.model.stop_training
+
+
+def test_training_clock_fits_the_schedule_to_the_epochs_the_budget_holds():
+    schedule = cosine(steps=27 * 10, warmup=10)
+    clock = clock_with_model(minutes_before=0.0, budget=10.0, schedule=schedule,
+                             steps_per_epoch=10, max_epochs=27)
+    clock.on_train_begin()
+    for epoch in range(27):
+        clock.on_epoch_begin(epoch)
+        pretend_minutes_passed(clock, 2.1)  # every epoch takes 2.1 minutes: 4 fit in 10
+        clock.on_epoch_end(epoch, {})
+        if clock.model.stop_training:
+            break
+    assert epoch + 1 == clock.planned_epochs == 4 and clock.out_of_time
+    assert schedule.total_steps == 40 and float(schedule(40)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_training_clock_replans_a_resumed_run_from_its_history():
+    schedule = cosine(steps=27 * 10, warmup=10)
+    clock = clock_with_model(minutes_before=6.0, budget=20.0, epochs_before=3,
+                             schedule=schedule, steps_per_epoch=10, max_epochs=27)
+    clock.on_train_begin()  # 2 minutes per epoch so far: 10 epochs fit in 20 minutes
+    assert clock.planned_epochs == 10 and schedule.total_steps == 100
+    clock.on_epoch_begin(3)
+    pretend_minutes_passed(clock, 3.0)  # a slower epoch: 9 min for 4 epochs, 8 fit in 20
+    logs = {}
+    clock.on_epoch_end(3, logs)
+    assert clock.planned_epochs == 8 and schedule.total_steps == 80
+    assert logs["learning_rate"] == pytest.approx(float(schedule(clock.model.optimizer.iterations)))
+
+
+def test_training_clock_keeps_the_schedule_when_every_epoch_fits():
+    schedule = cosine(steps=5 * 10, warmup=10)
+    clock = clock_with_model(minutes_before=0.0, budget=60.0, schedule=schedule,
+                             steps_per_epoch=10, max_epochs=5)
+    clock.on_train_begin()
+    for epoch in range(5):
+        clock.on_epoch_begin(epoch)
+        pretend_minutes_passed(clock, 1.0)
+        clock.on_epoch_end(epoch, {})
+    assert schedule.total_steps == 50 and not clock.out_of_time
+    assert not clock.model.stop_training  # fit ends by itself; a stop would read as a NaN stop
