@@ -140,10 +140,12 @@ def test_mirrored_two_devices_follow_one_device_with_the_same_global_batch(tmp_p
     one, two = curves[1], curves[2]
     assert len(one["loss"]) == 3
     assert one["loss"][0] - one["loss"][-1] > 0.01  # it learns: the comparison means something
-    # Measured: the runs differ by <= 3e-4 (summation order); twice or half the learning
-    # rate (the usual replica-scaling bugs) moves the third epoch's loss by about 1e-2.
-    np.testing.assert_allclose(two["loss"], one["loss"], atol=1e-3, rtol=0)
-    np.testing.assert_allclose(two["val_loss"], one["val_loss"], atol=1e-3, rtol=0)
+    # Measured: the runs differ by <= 3e-4 on an AVX-512 CPU and by 1.7e-3 on an AVX2-only one
+    # (summation order; oneDNN picks other kernels for batches of 16 and 32). Half or twice the
+    # learning rate (the usual replica-scaling bugs) moves the third epoch's loss by 1.9e-2 and
+    # 1.5e-1 and its val_loss by 4.7e-2 and 2.2e-1 (AVX2-only CPU).
+    np.testing.assert_allclose(two["loss"], one["loss"], atol=5e-3, rtol=0)
+    np.testing.assert_allclose(two["val_loss"], one["val_loss"], atol=5e-3, rtol=0)
 
 
 @pytest.mark.parametrize("tf_config, message", [
