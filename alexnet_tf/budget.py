@@ -63,7 +63,7 @@ class TrainingClock(keras.callbacks.Callback):
         minutes = self.minutes_before + (now - self.started) / 60
         # `epoch` counts across a resume; history.csv may lack the row of an epoch the backup has.
         self.epochs_done = epoch + 1
-        if self.budget and self.schedule is not None:
+        if self.schedule is not None:  # only given with a budget
             self._plan(minutes)
             if self.planned_epochs <= self.epochs_done < self.max_epochs:
                 self.out_of_time = self.model.stop_training = True

@@ -48,6 +48,18 @@ def pretend_minutes_passed(clock, minutes):
     clock.epoch_started -= minutes * 60
 
 
+def run_epochs(clock, count, minutes_each):
+    """Drives `count` epochs of `minutes_each` (or fewer, if the clock stops); returns how many."""
+    clock.on_train_begin()
+    for epoch in range(count):
+        clock.on_epoch_begin(epoch)
+        pretend_minutes_passed(clock, minutes_each)
+        clock.on_epoch_end(epoch, {})
+        if clock.model.stop_training:
+            break
+    return epoch + 1
+
+
 def test_training_clock_continues_a_resumed_count_and_projects_the_budget():
     clock = clock_with_model(minutes_before=5.0, budget=5.5)
     clock.on_train_begin()
@@ -65,14 +77,8 @@ def test_training_clock_fits_the_schedule_to_the_epochs_the_budget_holds():
     schedule = cosine(steps=27 * 10, warmup=10)
     clock = clock_with_model(minutes_before=0.0, budget=10.0, schedule=schedule,
                              steps_per_epoch=10, max_epochs=27)
-    clock.on_train_begin()
-    for epoch in range(27):
-        clock.on_epoch_begin(epoch)
-        pretend_minutes_passed(clock, 2.1)  # every epoch takes 2.1 minutes: 4 fit in 10
-        clock.on_epoch_end(epoch, {})
-        if clock.model.stop_training:
-            break
-    assert epoch + 1 == clock.planned_epochs == 4 and clock.out_of_time
+    epochs = run_epochs(clock, 27, minutes_each=2.1)  # 4 epochs of 2.1 minutes fit in 10
+    assert epochs == clock.planned_epochs == 4 and clock.out_of_time
     assert schedule.total_steps == 40 and float(schedule(40)) == pytest.approx(0.0, abs=1e-7)
 
 
@@ -94,10 +100,6 @@ def test_training_clock_keeps_the_schedule_when_every_epoch_fits():
     schedule = cosine(steps=5 * 10, warmup=10)
     clock = clock_with_model(minutes_before=0.0, budget=60.0, schedule=schedule,
                              steps_per_epoch=10, max_epochs=5)
-    clock.on_train_begin()
-    for epoch in range(5):
-        clock.on_epoch_begin(epoch)
-        pretend_minutes_passed(clock, 1.0)
-        clock.on_epoch_end(epoch, {})
+    assert run_epochs(clock, 5, minutes_each=1.0) == 5
     assert schedule.total_steps == 50 and not clock.out_of_time
     assert not clock.model.stop_training  # fit ends by itself; a stop would read as a NaN stop
