@@ -70,6 +70,7 @@ class Config:
     flip: bool = True
     cache: bool = True  # decoded images in memory when they fit
     time_budget: float | None = None  # minutes of training; fits a cosine schedule to them
+    ema: float = 0.0  # momentum of a moving average of the weights (Keras use_ema); 0 = off
     tta: bool = False  # also report 10-crop accuracy at the end
     jit_compile: bool = False
     cpu_replicas: int = 0  # >1: MirroredStrategy over N logical CPUs; 1: OneDeviceStrategy
@@ -114,6 +115,8 @@ HELP = {
     "time_budget": "minutes of training (validation included): stop before an epoch that "
                    "would end past it; a cosine schedule is fitted to the epochs that fit "
                    "(replanned after every epoch from the mean minutes per epoch)",
+    "ema": "momentum of an exponential moving average of the weights (Keras use_ema, e.g. "
+           "0.99): validation, best.keras and the export use the average; 0 = off (default)",
     "tta": "also report 10-crop test-time-augmentation accuracy at the end",
     "cpu_replicas": "N>1: MirroredStrategy over N logical CPU devices (runs the multi-GPU path "
                     "on a CPU); 1: OneDeviceStrategy on the CPU",
@@ -138,6 +141,8 @@ def resolve(config):
         if getattr(config, name) not in choices:
             raise ConfigError(f"--{name} must be one of {', '.join(choices)}; "
                               f"got '{getattr(config, name)}'")
+    if not 0 <= config.ema < 1:
+        raise ConfigError(f"--ema must be at least 0 and below 1; got {config.ema}")
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
@@ -181,9 +186,11 @@ def load_json(path):
 
 
 def differences(old, new):
-    """Names of the fields (that define a run) whose values differ."""
-    return [f.name for f in dataclasses.fields(Config)
-            if f.name not in NOT_PART_OF_THE_RUN and old.get(f.name) != getattr(new, f.name)]
+    """Names of the fields (that define a run) whose values differ.
+
+    A field added after `old` was saved counts as its default, so older runs still resume."""
+    return [f.name for f in dataclasses.fields(Config) if f.name not in NOT_PART_OF_THE_RUN
+            and old.get(f.name, f.default) != getattr(new, f.name)]
 
 
 def _base_type(annotation):

@@ -135,6 +135,9 @@ def train(cfg):
         # The backup outlives `fit` until the export is written: a crash in evaluation or
         # export resumes after the last epoch instead of training again.
         keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False),
+        # With --ema: validation and the callbacks below it see the averaged weights; the
+        # backup above still holds the raw ones, so a resumed run trains on from those.
+        *([SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
         keras.callbacks.ModelCheckpoint(str(workdir / "best.keras"), monitor="val_accuracy",
                                         mode="max", save_best_only=True,
                                         initial_value_threshold=_best_so_far(workdir)),
@@ -274,10 +277,27 @@ def _schedule(cfg, steps_per_epoch):
 
 
 def _optimizer(cfg, lr):
+    # Polyak averaging (Keras use_ema): the average starts at the first step's weights.
+    ema = dict(use_ema=True, ema_momentum=cfg.ema) if cfg.ema else {}
     if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
+        return keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None, **ema)
     return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                weight_decay=cfg.weight_decay or None)
+                                weight_decay=cfg.weight_decay or None, **ema)
+
+
+class SwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' callback, also right when training stops before its last epoch.
+
+    With swap_on_epoch, Keras leaves the averaged weights in the model at the end of the last
+    epoch and copies them into the average, so that fit's closing finalize_variable_values
+    (average -> model) keeps them. It does so only when epoch == epochs - 1: a run stopped
+    earlier (--time-budget, a NaN) would end with the raw weights it never validated.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if self.model.stop_training and epoch != self.params["epochs"] - 1:
+            self._finalize_ema_values()
 
 
 def _default_size(variant):

@@ -69,6 +69,7 @@ def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     (["--variant", "paper", "--image-size", "50"], "needs image_size >= 67. Received: image_size=50"),
     (["--precision", "fp8"], "--precision must be one of"),
     (["--data", "/no/such/folder"], "Data folder not found"),
+    (["--ema", "1"], "--ema must be at least 0 and below 1"),
 ])
 def test_clear_errors(argv, message, capsys, tmp_path):
     code = train.main(argv + ["--workdir", str(tmp_path / "w"), "--data", "synthetic"][
@@ -94,6 +95,17 @@ def test_config_flags_file_and_recipes(tmp_path):
     with pytest.raises(dataclasses_frozen()):
         cfg.lr = 1.0
     assert config.Config(data="../x/cifar10/train").dataset_name == "cifar10"
+    # A run saved before a field existed resumes: the missing field counts as its default.
+    saved = json.loads(cfg.to_json())
+    del saved["ema"]
+    assert config.differences(saved, cfg) == []
+    assert config.differences(saved, dataclasses_replace(cfg, ema=0.99)) == ["ema"]
+
+
+def dataclasses_replace(cfg, **changes):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
 
 
 def dataclasses_frozen():
@@ -155,7 +167,8 @@ def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
 def test_time_budget_stops_early_and_still_exports(tmp_path, capsys):
     args = ["--data", "synthetic", "--limit", "128", "--epochs", "4", "--batch-size", "32",
             "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
-            "--verbose", "2", "--precision", "float32", "--time-budget", "0.0001"]
+            "--verbose", "2", "--precision", "float32", "--time-budget", "0.0001",
+            "--ema", "0.9"]
     assert train.main(args) == 0
     assert ("Time budget of 0.0001 minutes reached after 1 epoch(s) this session; the cosine "
             "schedule was fitted to 1 of 4 epochs") in capsys.readouterr().out
@@ -167,3 +180,22 @@ def test_time_budget_stops_early_and_still_exports(tmp_path, capsys):
     # best.keras names the fitted schedule; importing alexnet_tf registers it for loading.
     optimizer = keras.saving.load_model(tmp_path / "run" / "best.keras").optimizer
     assert optimizer._learning_rate.get_config()["decay_steps"] == 1  # 1 epoch of 3 steps, 2 warm-up
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.9
+
+
+def test_ema_run_stopped_early_keeps_the_weights_it_validated():
+    # Keras' own SwapEMAWeights ends such a run with the raw weights (fit's last step copies
+    # the average, which then holds the raw ones, into the model); train's keeps the average.
+    keras.utils.set_random_seed(0)
+    x = tf.random.normal((64, 8), seed=0)
+    y = tf.cast(x[:, :1] > 0, tf.float32)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.2, use_ema=True, ema_momentum=0.5), loss="mse")
+    stop = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: setattr(model, "stop_training", epoch == 1))
+    history = model.fit(x, y, validation_data=(x, y), epochs=5, batch_size=8, verbose=0,
+                        callbacks=[stop, train.SwapEMAWeights(swap_on_epoch=True)])
+    assert len(history.history["loss"]) == 2
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(history.history["val_loss"][-1],
+                                                            rel=1e-5)
