@@ -136,7 +136,8 @@ def train(cfg):
         # export resumes after the last epoch instead of training again.
         keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False),
         # With --ema: validation and the callbacks below it see the averaged weights; the
-        # backup above still holds the raw ones, so a resumed run trains on from those.
+        # backup above still holds the raw ones, so a resumed run trains on from those. Any
+        # callback that stops training must come above it (see SwapEMAWeights).
         *([SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
         keras.callbacks.ModelCheckpoint(str(workdir / "best.keras"), monitor="val_accuracy",
                                         mode="max", save_best_only=True,
@@ -178,7 +179,9 @@ def train(cfg):
 
     # -- Evaluate ---------------------------------------------------------------------------
     eval_name, eval_split = ("test", data.test) if data.test else ("val", data.val)
-    predict = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)))
+    # No Python control flow to convert: autograph=False spares a warning about the lambda.
+    predict = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)),
+                          autograph=False)
     eval_started = time.time()
     probabilities, labels = predict_split(
         predict, data_lib.eval_pipeline(eval_split, geometry, batch_size=cfg.batch_size))

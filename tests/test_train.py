@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -7,10 +8,11 @@ import sys
 import time
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import config, train
+from alexnet_tf import config, inference, train
 from helpers import REPO, run_module, write_image_folder
 
 RUN_FILES = {"config.json", "labels.txt", "metrics.json", "history.csv", "best.keras",
@@ -92,26 +94,14 @@ def test_config_flags_file_and_recipes(tmp_path):
     assert (cfg.variant, cfg.recipe, cfg.lr, cfg.flip, cfg.batch_size, cfg.l2) == (
         "paper", "paper", 0.1, False, 128, 2.5e-4)
     assert config.parse(["--variant", "seed"]).optimizer == "adam"
-    with pytest.raises(dataclasses_frozen()):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0
     assert config.Config(data="../x/cifar10/train").dataset_name == "cifar10"
     # A run saved before a field existed resumes: the missing field counts as its default.
     saved = json.loads(cfg.to_json())
     del saved["ema"]
     assert config.differences(saved, cfg) == []
-    assert config.differences(saved, dataclasses_replace(cfg, ema=0.99)) == ["ema"]
-
-
-def dataclasses_replace(cfg, **changes):
-    import dataclasses
-
-    return dataclasses.replace(cfg, **changes)
-
-
-def dataclasses_frozen():
-    import dataclasses
-
-    return dataclasses.FrozenInstanceError
+    assert config.differences(saved, dataclasses.replace(cfg, ema=0.99)) == ["ema"]
 
 
 def test_batch_smaller_than_replicas(tmp_path):
@@ -181,6 +171,12 @@ def test_time_budget_stops_early_and_still_exports(tmp_path, capsys):
     optimizer = keras.saving.load_model(tmp_path / "run" / "best.keras").optimizer
     assert optimizer._learning_rate.get_config()["decay_steps"] == 1  # 1 epoch of 3 steps, 2 warm-up
     assert optimizer.use_ema and optimizer.ema_momentum == 0.9
+    # best.keras and the export hold the same (averaged) weights: the checkpoint comes after
+    # the swap, and the stop before epoch 4 keeps the average in the model.
+    best = keras.saving.load_model(tmp_path / "run" / "best.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    exported = inference.Classifier(tmp_path / "export" / "1").classify_preprocessed(x)
+    np.testing.assert_allclose(exported["probabilities"], tf.nn.softmax(best(x)), atol=1e-5)
 
 
 def test_ema_run_stopped_early_keeps_the_weights_it_validated():
