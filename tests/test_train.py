@@ -168,12 +168,12 @@ def test_time_budget_stops_early_and_still_exports(tmp_path, capsys):
     with open(tmp_path / "run" / "history.csv") as f:
         assert float(next(csv.DictReader(f))["learning_rate"]) == 0  # annealed at the stop
     # best.keras names the fitted schedule; importing alexnet_tf registers it for loading.
-    optimizer = keras.saving.load_model(tmp_path / "run" / "best.keras").optimizer
+    best = keras.saving.load_model(tmp_path / "run" / "best.keras")
+    optimizer = best.optimizer
     assert optimizer._learning_rate.get_config()["decay_steps"] == 1  # 1 epoch of 3 steps, 2 warm-up
     assert optimizer.use_ema and optimizer.ema_momentum == 0.9
     # best.keras and the export hold the same (averaged) weights: the checkpoint comes after
     # the swap, and the stop before epoch 4 keeps the average in the model.
-    best = keras.saving.load_model(tmp_path / "run" / "best.keras")
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     exported = inference.Classifier(tmp_path / "export" / "1").classify_preprocessed(x)
     np.testing.assert_allclose(exported["probabilities"], tf.nn.softmax(best(x)), atol=1e-5)
