@@ -29,6 +29,9 @@ RECIPES = {
                  nesterov=True, l2=2.5e-4, weight_decay=0.0, schedule="cosine",
                  warmup_epochs=1, label_smoothing=0.1, dropout=0.5, init="keras", lighting=0.0),
 }
+# For the 90% target: `fast` over the paper's "roughly 90 cycles through the training set"
+# (section 5). Epochs are the one lever measured so far to keep paying; nothing else changes.
+RECIPES["long"] = dict(RECIPES["fast"], epochs=90)
 DEFAULT_RECIPE = {"paper": "paper", "torchvision": "paper", "seed": "seed", "cifar": "fast"}
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "cosine", "constant")
@@ -95,6 +98,7 @@ HELP = {
     "variant": f"one of {', '.join(VARIANTS)} (default: cifar)",
     "recipe": f"one of {', '.join(RECIPES)} (default: paper for paper/torchvision, seed for "
               "seed, fast for cifar)",
+    "epochs": "passes over the training data (default: the recipe's)",
     "batch_size": "global batch size, split across replicas (default: the recipe's)",
     "image_size": "square input size (default: the variant's native size)",
     "precision": f"one of {', '.join(PRECISIONS)}; auto = mixed_float16 on GPUs, "

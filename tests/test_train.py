@@ -94,6 +94,9 @@ def test_config_flags_file_and_recipes(tmp_path):
     assert (cfg.variant, cfg.recipe, cfg.lr, cfg.flip, cfg.batch_size, cfg.l2) == (
         "paper", "paper", 0.1, False, 128, 2.5e-4)
     assert config.parse(["--variant", "seed"]).optimizer == "adam"
+    long = config.parse(["--recipe", "long"])
+    assert long.epochs == 90 and long == dataclasses.replace(
+        config.parse([]), recipe="long", epochs=90)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0
     assert config.Config(data="../x/cifar10/train").dataset_name == "cifar10"
