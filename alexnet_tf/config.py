@@ -7,7 +7,7 @@ import pathlib
 import types
 import typing
 
-from alexnet_tf.model import VARIANTS
+from alexnet_tf.model import INITS, VARIANTS
 
 # Recipes bundle optimiser, schedule and regularisation; every part can be overridden by a flag.
 RECIPES = {
@@ -125,6 +125,9 @@ HELP = {
     "cpu_replicas": "N>1: MirroredStrategy over N logical CPU devices (runs the multi-GPU path "
                     "on a CPU); 1: OneDeviceStrategy on the CPU",
     "overwrite": "delete the workdir's previous run and start fresh",
+    "flip": "random horizontal flips in training (default: on)",
+    "jit_compile": "XLA-compile the training step (slower on the CPUs measured; see Speed)",
+    "verbose": "Keras progress: auto, 0, 1 (a bar) or 2 (a line per epoch)",
 }
 
 # Fields that say where outputs go or how chatty a run is; changing them is the same run.
@@ -141,16 +144,30 @@ def resolve(config):
     filled = {k: v for k, v in RECIPES[recipe].items() if getattr(config, k) is None}
     config = dataclasses.replace(config, recipe=recipe, **filled)
     for name, choices in [("precision", PRECISIONS), ("schedule", SCHEDULES),
-                          ("optimizer", OPTIMIZERS), ("pca", ("imagenet", "data"))]:
+                          ("optimizer", OPTIMIZERS), ("pca", ("imagenet", "data")),
+                          ("init", INITS), ("verbose", ("auto", "0", "1", "2"))]:
         if getattr(config, name) not in choices:
             raise ConfigError(f"--{name} must be one of {', '.join(choices)}; "
                               f"got '{getattr(config, name)}'")
-    if not 0 <= config.ema < 1:
-        raise ConfigError(f"--ema must be at least 0 and below 1; got {config.ema}")
-    for name in ("epochs", "batch_size"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    for name, (check, what) in _RANGES.items():
+        value = getattr(config, name)
+        if value is not None and not check(value):
+            raise ConfigError(f"--{name.replace('_', '-')} must be {what}; got {value}")
     return config
+
+
+_FRACTION = (lambda v: 0 <= v < 1, "at least 0 and below 1")
+_POSITIVE = (lambda v: v > 0, "above 0")
+_NON_NEGATIVE = (lambda v: v >= 0, "at least 0")
+_COUNT = (lambda v: v >= 1, "at least 1")
+# Ranges checked before any work starts, so a typo is one line, not a traceback mid-run.
+_RANGES = {
+    "epochs": _COUNT, "batch_size": _COUNT, "limit": _COUNT, "image_size": _COUNT,
+    "lr": _POSITIVE, "time_budget": _POSITIVE, "val_fraction": _FRACTION,
+    "momentum": _FRACTION, "dropout": _FRACTION, "label_smoothing": _FRACTION, "ema": _FRACTION,
+    "l2": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "warmup_epochs": _NON_NEGATIVE,
+    "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE,
+}
 
 
 def parse(argv=None):
@@ -166,10 +183,11 @@ def parse(argv=None):
         kind = _base_type(field.type)
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=HELP.get(field.name))
+                                help=HELP.get(field.name, _recipe_default(field.name)))
         else:
             parser.add_argument(flag, type=kind, default=None, metavar=field.name.upper(),
-                                help=HELP.get(field.name, f"default: {field.default}"))
+                                help=HELP.get(field.name, _recipe_default(field.name)
+                                              or f"default: {field.default}"))
     args = vars(parser.parse_args(argv))
     config_file = args.pop("config")
     base = load_json(config_file) if config_file else {}
@@ -182,10 +200,24 @@ def load_json(path):
         values = json.loads(pathlib.Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"Cannot read config file {path}: {error}") from None
-    known = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(values) - known)
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a JSON object of config keys")
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"{path}: unknown config keys {unknown}")
+    for name, value in values.items():
+        kind = _base_type(fields[name].type)
+        optional = isinstance(fields[name].type, types.UnionType)
+        # JSON has one number type: an integral float is fine where an int is expected.
+        ok = ((value is None and optional)
+              or (isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)))
+              or (kind is float and type(value) is int)
+              or (kind is int and type(value) is float and value.is_integer()))
+        if not ok:
+            raise ConfigError(f"{path}: '{name}' must be {kind.__name__}; got {value!r}")
+        if kind is int and value is not None:
+            values[name] = int(value)
     return values
 
 
@@ -195,6 +227,10 @@ def differences(old, new):
     A field added after `old` was saved counts as its default, so older runs still resume."""
     return [f.name for f in dataclasses.fields(Config) if f.name not in NOT_PART_OF_THE_RUN
             and old.get(f.name, f.default) != getattr(new, f.name)]
+
+
+def _recipe_default(name):
+    return "default: the recipe's" if name in RECIPES["fast"] else None
 
 
 def _base_type(annotation):

@@ -232,13 +232,17 @@ def _prepare_workdir(cfg, workdir):
     if cfg.overwrite and workdir.exists():
         shutil.rmtree(workdir)
     elif saved.is_file():
+        # A run that failed before finishing an epoch (no data, a bad flag) has nothing to
+        # resume: the corrected command starts afresh instead of being refused.
+        started = _epochs_logged(workdir) or (workdir / "backup").exists()
         changed = config_lib.differences(json.loads(saved.read_text()), cfg)
-        if changed:
+        if changed and started:
             raise RunError(f"{workdir} holds a run with a different config ({', '.join(changed)}"
                            "): use another --workdir, or --overwrite to start fresh")
         if (workdir / "metrics.json").is_file():
             raise RunError(f"{workdir} holds a finished run: use --overwrite to train again")
-        print(f"Resuming the run in {workdir}")
+        if started:
+            print(f"Resuming the run in {workdir}")
     workdir.mkdir(parents=True, exist_ok=True)
     saved.write_text(cfg.to_json())
 

@@ -72,12 +72,36 @@ def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     (["--precision", "fp8"], "--precision must be one of"),
     (["--data", "/no/such/folder"], "Data folder not found"),
     (["--ema", "1"], "--ema must be at least 0 and below 1"),
+    (["--dropout", "1.5"], "--dropout must be at least 0 and below 1; got 1.5"),
+    (["--lr", "0"], "--lr must be above 0"),
+    (["--init", "he"], "--init must be one of keras, paper"),
+    (["--verbose", "loud"], "--verbose must be one of auto, 0, 1, 2"),
 ])
 def test_clear_errors(argv, message, capsys, tmp_path):
     code = train.main(argv + ["--workdir", str(tmp_path / "w"), "--data", "synthetic"][
         : 2 if "--data" in argv else 4])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_that_never_started_does_not_block_the_corrected_command(capsys, tmp_path):
+    base = ["--data", "synthetic", "--variant", "paper", "--workdir", str(tmp_path / "w")]
+    assert train.main(base + ["--image-size", "50"]) == 2
+    capsys.readouterr()
+    # Its config.json is on disk, but no epoch finished: the next error is the real one.
+    assert train.main(base + ["--image-size", "60"]) == 2
+    assert "image_size=60" in capsys.readouterr().err
+
+
+def test_config_file_values_are_type_checked(tmp_path):
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps({"epochs": "10"}))
+    with pytest.raises(config.ConfigError, match="'epochs' must be int; got '10'"):
+        config.parse(["--config", str(file)])
+    file.write_text(json.dumps({"epochs": 10.0, "lr": 1, "time_budget": None}))
+    cfg = config.parse(["--config", str(file)])
+    assert (cfg.epochs, cfg.lr, cfg.time_budget) == (10, 1, None)
+    assert type(cfg.epochs) is int
 
 
 def test_bad_tf_config_is_one_line(tmp_path, monkeypatch, capsys):
