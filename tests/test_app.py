@@ -73,7 +73,8 @@ def files(tmp_path_factory):
     Image.new("RGB", (1, 1), (200, 30, 30)).save(d / "tiny.png")
     (d / "corrupt.jpg").write_bytes((d / "photo.jpg").read_bytes()[:200])
     (d / "notes.txt").write_text("this is not an image\n")
-    _png_with_size(d / "bomb.png", 20_000, 20_000)
+    _png_with_size(d / "bomb.png", 20_000, 20_000)  # past PIL's own error threshold
+    _png_with_size(d / "big.png", 12_000, 12_000)  # 144 MP: PIL would only warn
     return d
 
 
@@ -125,6 +126,7 @@ def test_huge_image_is_downscaled_quickly(files):
     ("corrupt.jpg", "Cannot read this file"),
     ("notes.txt", "Cannot read this file"),
     ("bomb.png", "Image too large"),
+    ("big.png", "Image too large"),
 ])
 def test_bad_files_get_a_clear_message(classifier, files, name, message):
     with pytest.raises(gr.Error, match=message):

@@ -36,9 +36,13 @@ from alexnet_tf.inference import Classifier, ModelNotFound, newest_export  # noq
 
 EXAMPLES = REPO / "ui" / "examples"  # any images put here are offered as examples
 MAX_SIDE = 1024  # the model sees <= 227 px; a smaller copy keeps huge uploads fast and small
-# 10000x10000 (100 MP) still opens; beyond this PIL's decompression-bomb guard answers.
+# 10000x10000 (100 MP) still opens; bigger images are refused from their header, before
+# decoding. PIL's own guard (a warning up to twice its limit, an error beyond) stays as the
+# backstop; its warning is silenced here once, since a per-call warnings filter is not
+# thread-safe under CONCURRENCY.
 MAX_PIXELS = 120_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 MAX_FILE_SIZE = "10mb"
 CONCURRENCY = 2  # model calls at once: a CPU box has few cores and each call uses all of them
 QUEUE_SIZE = 64  # waiting requests beyond this are turned away instead of piling up
@@ -70,18 +74,20 @@ def load_image(image):
         image = _array_to_pil(image)
     if not isinstance(image, Image.Image):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                image = Image.open(image)
-                # JPEGs decode at 1/2..1/8 scale straight away (draft); others decode fully once.
+            image = Image.open(image)  # reads the header only
+            too_large = image.width * image.height > MAX_PIXELS
+            if not too_large:
+                # JPEGs decode at 1/2..1/8 scale straight away (draft); others decode fully.
                 image.draft("RGB", (MAX_SIDE, MAX_SIDE))
                 image.load()  # animated GIF/WebP/APNG: frame 0 is what open() points at
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise bad_input(f"Image too large: at most {MAX_PIXELS // 10**6} megapixels.") from None
+        except Image.DecompressionBombError:
+            too_large = True
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
             reason = "not an image" if isinstance(error, UnidentifiedImageError) else "corrupt"
             raise bad_input(f"Cannot read this file ({reason}): upload a JPEG, PNG, GIF, "
                             "BMP or WebP image.") from None
+        if too_large:
+            raise bad_input(f"Image too large: at most {MAX_PIXELS // 10**6} megapixels.")
     image = ImageOps.exif_transpose(image)  # phone photos are stored sideways + a rotate flag
     if image.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit/float grayscale: stretch to 8 bits
         values = np.asarray(image, np.float32)
