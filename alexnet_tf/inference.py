@@ -11,6 +11,9 @@ import numpy as np
 import tensorflow as tf
 
 
+SIGNATURES = ("serving_default", "serving_bytes", "serving_preprocessed", "inspect")
+
+
 class ModelNotFound(Exception):
     """No usable export at the given path, reported as one line."""
 
@@ -55,6 +58,12 @@ class Classifier:
         labels = self.path / "assets" / "labels.txt"
         self.class_names = labels.read_text().split("\n")[:-1] if labels.is_file() else []
         self.image_size = self.metadata.get("image_size")
+        # Another SavedModel would fail later, mid-call, with a KeyError or TypeError.
+        missing = [s for s in SIGNATURES if s not in self._signatures]
+        missing += [f"assets/{n}" for n, ok in [("labels.txt", self.class_names),
+                                                ("metadata.json", self.image_size)] if not ok]
+        if missing:
+            raise ModelNotFound(f"{self.path} is not an alexnet_tf export (no {', '.join(missing)})")
 
     def classify(self, images):
         """uint8 images [N, H, W, 3] (or one [H, W, 3]) -> dict of NumPy arrays."""

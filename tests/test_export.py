@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from alexnet_tf import export
+from alexnet_tf import export, inference
 from alexnet_tf.model import build_model
 from helpers import run_module, write_image_folder
 
@@ -196,3 +196,20 @@ def test_evaluate_export_matches_keras_when_cropping(tmp_path):
     stored = next(iter(d.val.dataset.batch(8)))[0].numpy()
     np.testing.assert_allclose(classifier.classify(stored)["probabilities"], by_keras[0][:8],
                                atol=1e-5)
+
+
+def test_another_savedmodel_is_refused_in_one_line(tmp_path):
+    module = tf.Module()
+    module.double = tf.function(lambda x: {"y": 2 * x},
+                                input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "other" / "1"),
+                        signatures={"serving_default": module.double})
+    with pytest.raises(inference.ModelNotFound, match="is not an alexnet_tf export"):
+        inference.Classifier(tmp_path / "other")
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    for command in (["alexnet_tf.predict", "--model", tmp_path / "other", image],
+                    ["alexnet_tf.evaluate", "--model", tmp_path / "other", "--data", tmp_path]):
+        result = run_module(*command)
+        assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(
+            "error: ") and "Traceback" not in result.stderr
