@@ -166,9 +166,11 @@ def train(cfg):
         print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "
               f"epoch(s) this session{fitted}.")
     elif model.stop_training or any(not math.isfinite(v) for v in losses):
-        raise RunError("Training stopped: the loss became NaN or infinite. Try a lower --lr "
-                       "or --precision float32; the last good epoch is in "
-                       f"{workdir / 'best.keras'}")
+        # The backup holds the diverged weights: resuming would diverge again.
+        best = workdir / "best.keras"
+        raise RunError("Training stopped: the loss became NaN or infinite. Start again with a "
+                       "lower --lr or --precision float32, and --overwrite or another --workdir"
+                       + (f"; the best epoch so far is in {best}" if best.is_file() else ""))
     epochs_run = len(losses)
     epochs_done = _epochs_logged(workdir)
     if not chief:  # the chief evaluates, plots, writes metrics.json and exports

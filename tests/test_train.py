@@ -84,6 +84,16 @@ def test_clear_errors(argv, message, capsys, tmp_path):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_diverging_run_stops_with_one_line_and_no_export(tmp_path, capsys):
+    assert train.main(["--data", "synthetic", "--limit", "64", "--epochs", "2", "--batch-size",
+                       "32", "--lr", "1e30", "--warmup-epochs", "0", "--workdir",
+                       str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
+                       "--verbose", "0", "--precision", "float32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NaN or infinite" in err[0] and "--overwrite" in err[0]
+    assert not (tmp_path / "export").exists() and not (tmp_path / "w" / "metrics.json").exists()
+
+
 def test_a_run_that_never_started_does_not_block_the_corrected_command(capsys, tmp_path):
     base = ["--data", "synthetic", "--variant", "paper", "--workdir", str(tmp_path / "w")]
     assert train.main(base + ["--image-size", "50"]) == 2
