@@ -49,11 +49,11 @@ class TrainingClock(keras.callbacks.Callback):
         self.epochs_done, self.schedule = epochs_before, schedule if budget else None
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
         self.planned_epochs = max_epochs
+        if self.schedule is not None and self.epochs_done:  # resumed: plan from the history
+            self._plan(self.minutes_before)
 
     def on_train_begin(self, logs=None):
         self.started = self.epoch_started = time.time()
-        if self.schedule is not None and self.epochs_done:  # resumed: plan from the history
-            self._plan(self.minutes_before)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.time()

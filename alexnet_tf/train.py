@@ -50,6 +50,11 @@ def train(cfg):
     # their own, started empty (their training state comes from the chief) and removed at the end.
     task = multiworker.task_info()
     chief = task is None or task.is_chief
+    if task is not None and cfg.time_budget:
+        # Each worker would stop on its own clock (a resumed chief counts earlier sessions, the
+        # others do not): one stopping alone leaves the rest waiting in an all-reduce forever.
+        raise RunError("--time-budget is not supported with several workers (TF_CONFIG): "
+                       "each would stop on its own clock; use --epochs")
     if not chief:
         workdir, export_dir = multiworker.worker_dirs(workdir, export_dir, task)
         multiworker.remove_scratch(workdir)
@@ -123,18 +128,19 @@ def train(cfg):
           f"parameters, {count_flops(model) / 1e9:.3f} GFLOPs per image. Recipe: {cfg.recipe}.")
 
     # -- Fit ------------------------------------------------------------------------------
-    # Under TF_CONFIG each worker would plan from its own clock (and a resumed chief from its
-    # history alone): the schedule is fitted to the budget only where one process trains.
     clock = budget.TrainingClock(
         _minutes_so_far(workdir), cfg.time_budget, epochs_before=_epochs_logged(workdir),
-        schedule=schedule if isinstance(schedule, budget.FittedCosineDecay) and task is None
-        else None, steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs)
+        schedule=schedule if isinstance(schedule, budget.FittedCosineDecay) else None,
+        steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs)
+    backup = keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False)
+    # Written when the budget ends training early; removed with the backup after the export.
+    budget_reached = workdir / "backup" / "time_budget_reached"
     callbacks = [
         clock,  # first: it adds `minutes` to the logs the others see
         # Resume after a crash or kill: the same command continues at the next epoch.
         # The backup outlives `fit` until the export is written: a crash in evaluation or
         # export resumes after the last epoch instead of training again.
-        keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False),
+        backup,
         # With --ema: validation and the callbacks below it see the averaged weights; the
         # backup above still holds the raw ones, so a resumed run trains on from those. Any
         # callback that stops training must come above it (see SwapEMAWeights).
@@ -151,7 +157,17 @@ def train(cfg):
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_accuracy", mode="max", factor=0.1, patience=4, min_lr=cfg.lr * 1e-3))
     fit_started = time.time()
-    if task is None:
+    if budget_reached.is_file():
+        # It died in evaluation or export after the budget stopped it: training on would
+        # overrun the budget. Restore the weights as fit would, then evaluate and export.
+        backup.set_model(model)
+        backup.on_train_begin()
+        if cfg.ema:  # the backup holds the raw weights; the run ended with the average
+            model.optimizer.finalize_variable_values(model.trainable_variables)
+        print(f"Its time budget was used up: evaluating and exporting the {_epochs_logged(workdir)}"
+              " epoch(s) trained")
+        history = keras.callbacks.History()
+    elif task is None:
         history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
                             callbacks=callbacks, verbose=_verbose(cfg.verbose), shuffle=False)
     else:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)
@@ -161,6 +177,7 @@ def train(cfg):
     fit_seconds = time.time() - fit_started
     losses = history.history.get("loss", [])
     if clock.out_of_time:
+        budget_reached.write_text(f"{clock.epochs_done}\n")
         fitted = (f"; the cosine schedule was fitted to {clock.planned_epochs} of {cfg.epochs} "
                   "epochs" if clock.schedule is not None else "")
         print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "

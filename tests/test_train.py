@@ -119,6 +119,14 @@ def test_bad_tf_config_is_one_line(tmp_path, monkeypatch, capsys):
     assert train.main(["--data", "synthetic", "--workdir", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err
     assert 'TF_CONFIG needs "cluster" and "task"' in err and len(err.strip().splitlines()) == 1
+    # A time budget would stop each worker on its own clock, leaving the others hanging.
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    assert train.main(["--data", "synthetic", "--time-budget", "5",
+                       "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err
+    assert "--time-budget is not supported with several workers" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_config_flags_file_and_recipes(tmp_path):
@@ -191,14 +199,21 @@ def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
     assert not (tmp_path / "run" / "backup").exists()  # kept until the export, then removed
 
 
-def test_time_budget_stops_early_and_still_exports(tmp_path, capsys):
+def test_time_budget_stops_early_and_still_exports(tmp_path, capsys, monkeypatch):
     args = ["--data", "synthetic", "--limit", "128", "--epochs", "4", "--batch-size", "32",
             "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
             "--verbose", "2", "--precision", "float32", "--time-budget", "0.0001",
             "--ema", "0.9"]
-    assert train.main(args) == 0
+    with monkeypatch.context() as patch:  # the first attempt dies in the export
+        patch.setattr(train, "export_model", lambda *a, **k: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            train.main(args)
     assert ("Time budget of 0.0001 minutes reached after 1 epoch(s) this session; the cosine "
             "schedule was fitted to 1 of 4 epochs") in capsys.readouterr().out
+    # Resumed, it trains no further (that would overrun the budget): it exports epoch 1.
+    assert train.main(args) == 0
+    out = capsys.readouterr().out
+    assert "budget was used up" in out and "Epoch 2/4" not in out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["schedule_epochs"] == 1
     assert (tmp_path / "export" / "1" / "saved_model.pb").is_file()
