@@ -62,7 +62,7 @@ def accuracy_vs_time(runs, path, budget_minutes=None):
     if budget_minutes:
         ax.axvline(budget_minutes, color="gray", linestyle=":", label=f"{budget_minutes:g} min")
     ax.set(xlabel="training minutes (validation included)", ylabel="validation top-1 (%)",
-           ylim=(0, 100), title="CIFAR-10, 5,000 held-out images")
+           ylim=(0, 100), title="validation accuracy against training time")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
