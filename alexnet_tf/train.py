@@ -164,8 +164,8 @@ def train(cfg):
         backup.on_train_begin()
         if cfg.ema:  # the backup holds the raw weights; the run ended with the average
             model.optimizer.finalize_variable_values(model.trainable_variables)
-        print(f"Its time budget was used up: evaluating and exporting the {_epochs_logged(workdir)}"
-              " epoch(s) trained")
+        print(f"The run's time budget was used up: evaluating and exporting the "
+              f"{_epochs_logged(workdir)} epoch(s) it trained")
         history = keras.callbacks.History()
     elif task is None:
         history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
