@@ -7,7 +7,6 @@ plots and metrics -> export. Re-running the same command resumes an interrupted 
 """
 
 import dataclasses
-import csv
 import json
 import math
 import pathlib
@@ -20,14 +19,11 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import augment, budget, config as config_lib, data as data_lib, distribute
-from alexnet_tf import multiworker, plots
+from alexnet_tf import multiworker, plots, rundir
 from alexnet_tf.evaluate import compute_metrics, predict_split
 from alexnet_tf.export import export_model
 from alexnet_tf.model import build_model, count_flops
-
-
-class RunError(Exception):
-    """A problem with the run's setup, reported as one line."""
+from alexnet_tf.rundir import RunError
 
 
 def main(argv=None):
@@ -60,7 +56,7 @@ def train(cfg):
         multiworker.remove_scratch(workdir)
         print(f"Worker {task.index} of {task.num_workers} (not the chief): scratch outputs in "
               f"{workdir.parent}")
-    _prepare_workdir(cfg, workdir)
+    rundir.prepare(cfg, workdir)
 
     # -- Strategy and precision -----------------------------------------------------------
     strategy, strategy_why = distribute.choose_strategy(cfg.cpu_replicas)
@@ -129,7 +125,8 @@ def train(cfg):
 
     # -- Fit ------------------------------------------------------------------------------
     clock = budget.TrainingClock(
-        _minutes_so_far(workdir), cfg.time_budget, epochs_before=_epochs_logged(workdir),
+        rundir.minutes_trained(workdir), cfg.time_budget,
+        epochs_before=rundir.epochs_trained(workdir),
         schedule=schedule if isinstance(schedule, budget.FittedCosineDecay) else None,
         steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs)
     backup = keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False)
@@ -145,9 +142,9 @@ def train(cfg):
         # backup above still holds the raw ones, so a resumed run trains on from those. Any
         # callback that stops training must come above it (see SwapEMAWeights).
         *([SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
-        keras.callbacks.ModelCheckpoint(str(workdir / "best.keras"), monitor="val_accuracy",
-                                        mode="max", save_best_only=True,
-                                        initial_value_threshold=_best_so_far(workdir)),
+        keras.callbacks.ModelCheckpoint(
+            str(workdir / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=rundir.best_val_accuracy(workdir)),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(workdir / "tensorboard")),
         keras.callbacks.TerminateOnNaN(),
@@ -165,7 +162,7 @@ def train(cfg):
         if cfg.ema:  # the backup holds the raw weights; the run ended with the average
             model.optimizer.finalize_variable_values(model.trainable_variables)
         print(f"The run's time budget was used up: evaluating and exporting the "
-              f"{_epochs_logged(workdir)} epoch(s) it trained")
+              f"{rundir.epochs_trained(workdir)} epoch(s) it trained")
         history = keras.callbacks.History()
     elif task is None:
         history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
@@ -189,7 +186,7 @@ def train(cfg):
                        "lower --lr or --precision float32, and --overwrite or another --workdir"
                        + (f"; the best epoch so far is in {best}" if best.is_file() else ""))
     epochs_run = len(losses)
-    epochs_done = _epochs_logged(workdir)
+    epochs_done = rundir.epochs_trained(workdir)
     if not chief:  # the chief evaluates, plots, writes metrics.json and exports
         multiworker.remove_scratch(workdir)
         print(f"Worker {task.index} done: {epochs_run} epoch(s) trained; the chief writes the "
@@ -243,50 +240,6 @@ def train(cfg):
     print(f"Exported model: {version}")
     print(f"Try it: python ui/app.py --model {version}")
     return 0
-
-
-def _prepare_workdir(cfg, workdir):
-    """Resume only the same run; --overwrite starts fresh."""
-    saved = workdir / "config.json"
-    if cfg.overwrite and workdir.exists():
-        shutil.rmtree(workdir)
-    elif saved.is_file():
-        # A run that failed before finishing an epoch (no data, a bad flag) has nothing to
-        # resume: the corrected command starts afresh instead of being refused.
-        started = _epochs_logged(workdir) or (workdir / "backup").exists()
-        changed = config_lib.differences(json.loads(saved.read_text()), cfg)
-        if changed and started:
-            raise RunError(f"{workdir} holds a run with a different config ({', '.join(changed)}"
-                           "): use another --workdir, or --overwrite to start fresh")
-        if (workdir / "metrics.json").is_file():
-            raise RunError(f"{workdir} holds a finished run: use --overwrite to train again")
-        if started:
-            print(f"Resuming the run in {workdir}")
-    workdir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(cfg.to_json())
-
-
-def _history(workdir):
-    path = workdir / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def _best_so_far(workdir):
-    """A resumed run's best validation accuracy, so ModelCheckpoint keeps a better best.keras."""
-    scores = [float(row["val_accuracy"]) for row in _history(workdir) if row.get("val_accuracy")]
-    return max(scores, default=None)
-
-
-def _minutes_so_far(workdir):
-    return max((float(row["minutes"]) for row in _history(workdir) if row.get("minutes")),
-               default=0.0)
-
-
-def _epochs_logged(workdir):
-    return len({row["epoch"] for row in _history(workdir)})
 
 
 def _schedule(cfg, steps_per_epoch):
