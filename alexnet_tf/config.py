@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import json
+import math
 import pathlib
 import types
 import typing
@@ -151,7 +152,7 @@ def resolve(config):
                               f"got '{getattr(config, name)}'")
     for name, (check, what) in _RANGES.items():
         value = getattr(config, name)
-        if value is not None and not check(value):
+        if value is not None and not (math.isfinite(value) and check(value)):
             raise ConfigError(f"--{name.replace('_', '-')} must be {what}; got {value}")
     return config
 
@@ -166,7 +167,7 @@ _RANGES = {
     "lr": _POSITIVE, "time_budget": _POSITIVE, "val_fraction": _FRACTION,
     "momentum": _FRACTION, "dropout": _FRACTION, "label_smoothing": _FRACTION, "ema": _FRACTION,
     "l2": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "warmup_epochs": _NON_NEGATIVE,
-    "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE,
+    "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE, "seed": _NON_NEGATIVE,
 }
 
 
@@ -207,6 +208,8 @@ def load_json(path):
     if unknown:
         raise ConfigError(f"{path}: unknown config keys {unknown}")
     for name, value in values.items():
+        if name == "verbose" and type(value) is int:  # Keras spells it as a number
+            value = values[name] = str(value)
         kind = _base_type(fields[name].type)
         optional = isinstance(fields[name].type, types.UnionType)
         # JSON has one number type: an integral float is fine where an int is expected.

@@ -13,24 +13,25 @@ class RunError(Exception):
 
 
 def prepare(cfg, workdir):
-    """Resume only the same run; --overwrite starts fresh."""
+    """Resume only the same run; --overwrite starts fresh. Call `record` once training starts."""
     saved = workdir / "config.json"
     if cfg.overwrite and workdir.exists():
         shutil.rmtree(workdir)
     elif saved.is_file():
-        # A run that failed before finishing an epoch (no data, a bad flag) has nothing to
-        # resume: the corrected command starts afresh instead of being refused.
-        started = epochs_trained(workdir) or (workdir / "backup").exists()
         changed = config.differences(json.loads(saved.read_text()), cfg)
-        if changed and started:
+        if changed:
             raise RunError(f"{workdir} holds a run with a different config ({', '.join(changed)}"
                            "): use another --workdir, or --overwrite to start fresh")
         if (workdir / "metrics.json").is_file():
             raise RunError(f"{workdir} holds a finished run: use --overwrite to train again")
-        if started:
-            print(f"Resuming the run in {workdir}")
+        print(f"Resuming the run in {workdir}")
     workdir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(cfg.to_json())
+
+
+def record(cfg, workdir):
+    """Saves the config that makes the workdir this run's. Written only when training starts,
+    so a command that failed before (no data, a bad flag) doesn't block the corrected one."""
+    (workdir / "config.json").write_text(cfg.to_json())
 
 
 def history(workdir):

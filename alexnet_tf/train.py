@@ -153,14 +153,16 @@ def train(cfg):
         # Divide by 10 when validation accuracy stops improving, three times at most (section 5).
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_accuracy", mode="max", factor=0.1, patience=4, min_lr=cfg.lr * 1e-3))
+    rundir.record(cfg, workdir)
     fit_started = time.time()
     if budget_reached.is_file():
         # It died in evaluation or export after the budget stopped it: training on would
         # overrun the budget. Restore the weights as fit would, then evaluate and export.
-        backup.set_model(model)
-        backup.on_train_begin()
-        if cfg.ema:  # the backup holds the raw weights; the run ended with the average
-            model.optimizer.finalize_variable_values(model.trainable_variables)
+        with strategy.scope():  # restoring builds the optimizer's variables
+            backup.set_model(model)
+            backup.on_train_begin()
+            if cfg.ema:  # the backup holds the raw weights; the run ended with the average
+                model.optimizer.finalize_variable_values(model.trainable_variables)
         print(f"The run's time budget was used up: evaluating and exporting the "
               f"{rundir.epochs_trained(workdir)} epoch(s) it trained")
         history = keras.callbacks.History()
@@ -173,18 +175,20 @@ def train(cfg):
                                   verbose=_verbose(cfg.verbose))
     fit_seconds = time.time() - fit_started
     losses = history.history.get("loss", [])
-    if clock.out_of_time:
-        budget_reached.write_text(f"{clock.epochs_done}\n")
-        fitted = (f"; the cosine schedule was fitted to {clock.planned_epochs} of {cfg.epochs} "
-                  "epochs" if clock.schedule is not None else "")
-        print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "
-              f"epoch(s) this session{fitted}.")
-    elif model.stop_training or any(not math.isfinite(v) for v in losses):
+    # TerminateOnNaN stops a run too; a NaN in the epoch the budget ran out is still a NaN.
+    if any(not math.isfinite(v) for v in losses) or (model.stop_training
+                                                     and not clock.out_of_time):
         # The backup holds the diverged weights: resuming would diverge again.
         best = workdir / "best.keras"
         raise RunError("Training stopped: the loss became NaN or infinite. Start again with a "
                        "lower --lr or --precision float32, and --overwrite or another --workdir"
                        + (f"; the best epoch so far is in {best}" if best.is_file() else ""))
+    if clock.out_of_time:
+        budget_reached.write_text(f"stopped after epoch {clock.epochs_done}\n")
+        fitted = (f"; the cosine schedule was fitted to {clock.planned_epochs} of {cfg.epochs} "
+                  "epochs" if clock.schedule is not None else "")
+        print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "
+              f"epoch(s) this session{fitted}.")
     epochs_run = len(losses)
     epochs_done = rundir.epochs_trained(workdir)
     if not chief:  # the chief evaluates, plots, writes metrics.json and exports

@@ -74,6 +74,7 @@ def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     (["--ema", "1"], "--ema must be at least 0 and below 1"),
     (["--dropout", "1.5"], "--dropout must be at least 0 and below 1; got 1.5"),
     (["--lr", "0"], "--lr must be above 0"),
+    (["--time-budget", "inf"], "--time-budget must be above 0; got inf"),
     (["--init", "he"], "--init must be one of keras, paper"),
     (["--verbose", "loud"], "--verbose must be one of auto, 0, 1, 2"),
 ])
@@ -108,9 +109,9 @@ def test_config_file_values_are_type_checked(tmp_path):
     file.write_text(json.dumps({"epochs": "10"}))
     with pytest.raises(config.ConfigError, match="'epochs' must be int; got '10'"):
         config.parse(["--config", str(file)])
-    file.write_text(json.dumps({"epochs": 10.0, "lr": 1, "time_budget": None}))
+    file.write_text(json.dumps({"epochs": 10.0, "lr": 1, "time_budget": None, "verbose": 2}))
     cfg = config.parse(["--config", str(file)])
-    assert (cfg.epochs, cfg.lr, cfg.time_budget) == (10, 1, None)
+    assert (cfg.epochs, cfg.lr, cfg.time_budget, cfg.verbose) == (10, 1, None, "2")
     assert type(cfg.epochs) is int
 
 
@@ -203,7 +204,7 @@ def test_time_budget_stops_early_and_still_exports(tmp_path, capsys, monkeypatch
     args = ["--data", "synthetic", "--limit", "128", "--epochs", "4", "--batch-size", "32",
             "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
             "--verbose", "2", "--precision", "float32", "--time-budget", "0.0001",
-            "--ema", "0.9"]
+            "--ema", "0.9", "--cpu-replicas", "1"]  # a strategy scope of its own: OneDevice
     with monkeypatch.context() as patch:  # the first attempt dies in the export
         patch.setattr(train, "export_model", lambda *a, **k: 1 / 0)
         with pytest.raises(ZeroDivisionError):
