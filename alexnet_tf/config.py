@@ -55,7 +55,7 @@ class Config:
     val_fraction: float = 0.1
     limit: int | None = None  # use only the first N training examples
     seed: int = 0
-    workdir: str | None = None  # default: runs/alexnet_<dataset>_<variant>
+    workdir: str | None = None  # default: runs/alexnet_<dataset>_<variant>[_<recipe>]
     export_dir: str | None = None  # default: saved_models/alexnet_<dataset>
     # Recipe parts (None = the recipe's value).
     optimizer: str | None = None
@@ -107,7 +107,8 @@ HELP = {
     "val_fraction": "validation share carved from train when there is no validation split "
                     "(seeded; default 0.1)",
     "limit": "use only the first N training examples (quick runs)",
-    "workdir": "checkpoints, logs, plots, metrics (default: runs/alexnet_<dataset>_<variant>)",
+    "workdir": "checkpoints, logs, plots, metrics (default: runs/alexnet_<dataset>_<variant>, "
+               "plus _<recipe> for a recipe other than the variant's own)",
     "export_dir": "SavedModel base directory (default: saved_models/alexnet_<dataset>)",
     "schedule": f"one of {', '.join(SCHEDULES)}",
     "optimizer": f"one of {', '.join(OPTIMIZERS)}",
@@ -222,6 +223,13 @@ def load_json(path):
         if kind is int and value is not None:
             values[name] = int(value)
     return values
+
+
+def default_workdir(config):
+    """runs/alexnet_<dataset>_<variant>, plus _<recipe> when it is not the variant's default:
+    `--recipe long` then doesn't collide with the `fast` run of the same variant."""
+    suffix = "" if config.recipe == DEFAULT_RECIPE[config.variant] else f"_{config.recipe}"
+    return f"runs/alexnet_{config.dataset_name}_{config.variant}{suffix}"
 
 
 def differences(old, new):

@@ -38,7 +38,7 @@ def main(argv=None):
 
 def train(cfg):
     started = time.time()
-    workdir = pathlib.Path(cfg.workdir or f"runs/alexnet_{cfg.dataset_name}_{cfg.variant}")
+    workdir = pathlib.Path(cfg.workdir or config_lib.default_workdir(cfg))
     export_dir = cfg.export_dir or f"saved_models/alexnet_{cfg.dataset_name}"
     cfg = dataclasses.replace(cfg, workdir=str(workdir), export_dir=export_dir)
     # -- Multi-worker (TF_CONFIG) ----------------------------------------------------------

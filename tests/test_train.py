@@ -143,6 +143,10 @@ def test_config_flags_file_and_recipes(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0
     assert config.Config(data="../x/cifar10/train").dataset_name == "cifar10"
+    assert config.default_workdir(config.parse(["--data", "../x/cifar10/train"])) == (
+        "runs/alexnet_cifar10_cifar")  # the variant's own recipe, fast
+    assert config.default_workdir(config.parse(["--recipe", "long"])) == (
+        "runs/alexnet_cifar10_cifar_long")
     # A run saved before a field existed resumes: the missing field counts as its default.
     saved = json.loads(cfg.to_json())
     del saved["ema"]
