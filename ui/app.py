@@ -272,7 +272,7 @@ def build_demo(classifier):
                       if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".webp"))
     filters = None
     if classifier is not None:  # constant per model: drawn once, also warms the graph up
-        size = classifier.image_size or 32
+        size = classifier.image_size
         blank = np.zeros((size, size, 3), np.uint8)
         filters = filter_grid(classifier.inspect(blank)["conv1_filters"])
 
@@ -366,13 +366,13 @@ def main(argv=None):
         print(TRAIN_HINT)
     else:
         try:
-            classifier = Classifier(path)
-            size = classifier.image_size or 32
-            classifier.inspect(np.zeros((size, size, 3), np.uint8))  # an alexnet_tf export?
+            classifier = Classifier(path)  # checks it is an alexnet_tf export
+            size = classifier.image_size
+            classifier.inspect(np.zeros((size, size, 3), np.uint8))  # and that it runs here
         except ModelNotFound as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        except Exception as error:  # e.g. a SavedModel without the `inspect` signature
+        except Exception as error:  # e.g. an export this TensorFlow cannot run
             reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             print(f"error: {path} is not a usable alexnet_tf export ({reason})", file=sys.stderr)
             return 2
