@@ -129,7 +129,6 @@ def train(cfg):
         epochs_before=rundir.epochs_trained(workdir),
         schedule=schedule if isinstance(schedule, budget.FittedCosineDecay) else None,
         steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs)
-    backup = keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False)
     # Written when the budget ends training early; removed with the backup after the export.
     budget_reached = workdir / "backup" / "time_budget_reached"
     callbacks = [
@@ -137,7 +136,7 @@ def train(cfg):
         # Resume after a crash or kill: the same command continues at the next epoch.
         # The backup outlives `fit` until the export is written: a crash in evaluation or
         # export resumes after the last epoch instead of training again.
-        backup,
+        keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False),
         # With --ema: validation and the callbacks below it see the averaged weights; the
         # backup above still holds the raw ones, so a resumed run trains on from those. Any
         # callback that stops training must come above it (see SwapEMAWeights).
@@ -154,23 +153,20 @@ def train(cfg):
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor="val_accuracy", mode="max", factor=0.1, patience=4, min_lr=cfg.lr * 1e-3))
     rundir.record(cfg, workdir)
-    fit_started = time.time()
+    epochs = cfg.epochs
     if budget_reached.is_file():
-        # It died in evaluation or export after the budget stopped it: training on would
-        # overrun the budget. Restore the weights as fit would, then evaluate and export.
-        with strategy.scope():  # restoring builds the optimizer's variables
-            backup.set_model(model)
-            backup.on_train_begin()
-            if cfg.ema:  # the backup holds the raw weights; the run ended with the average
-                model.optimizer.finalize_variable_values(model.trainable_variables)
-        print(f"The run's time budget was used up: evaluating and exporting the "
-              f"{rundir.epochs_trained(workdir)} epoch(s) it trained")
-        history = keras.callbacks.History()
-    elif task is None:
-        history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+        # It died in evaluation or export after the budget stopped it. Fit up to the epoch it
+        # reached: BackupAndRestore restores the weights, fit finalises any EMA average, and
+        # no epoch runs past the budget.
+        epochs = clock.epochs_done
+        print(f"The run's time budget was used up: evaluating and exporting the {epochs} "
+              "epoch(s) it trained")
+    fit_started = time.time()
+    if task is None:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
                             callbacks=callbacks, verbose=_verbose(cfg.verbose), shuffle=False)
     else:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)
-        history = multiworker.fit(model, strategy, train_ds, val_ds, epochs=cfg.epochs,
+        history = multiworker.fit(model, strategy, train_ds, val_ds, epochs=epochs,
                                   steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                                   verbose=_verbose(cfg.verbose))
     fit_seconds = time.time() - fit_started
