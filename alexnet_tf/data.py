@@ -21,6 +21,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # (from_tensor_slices also embeds the array in the dataset graph, which must stay under 2 GB).
 CACHE_LIMIT_BYTES = 1_500_000_000
 SYNTHETIC_SIZES = {"train": 1024, "val": 256, "test": 256}
+SPLITS = ("train", "val", "test")
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -60,21 +61,31 @@ class Split:
 class Data:
     name: str
     class_names: tuple
-    train: Split
-    val: Split
+    train: Split | None  # None when not asked for (`load(splits=...)`) or, for test, absent
+    val: Split | None
     test: Split | None
     bad_files: list
 
 
-def load(source, *, image_size, val_fraction=0.1, seed=0, limit=None, cache=True, data_dir=None):
-    """Loads `source`: a tfds name (`cifar10`, `tfds:NAME`), a folder, or `synthetic`."""
+def load(source, *, image_size, val_fraction=0.1, seed=0, limit=None, cache=True, data_dir=None,
+         splits=SPLITS):
+    """Loads `source`: a tfds name (`cifar10`, `tfds:NAME`), a folder, or `synthetic`.
+
+    Only the `splits` named are decoded (the others are None): evaluating on the 5,000 held-out
+    images need not decode the 45,000 training ones. The held-out split is the same either way.
+    """
     geometry = geometry_for(image_size)
+    if unknown := set(splits) - set(SPLITS):
+        raise ValueError(f"unknown splits {sorted(unknown)}; expected some of {SPLITS}")
     if source == "synthetic":
-        return _load_synthetic(geometry, seed, limit)
+        data = _load_synthetic(geometry, seed, limit)
+        return dataclasses.replace(data, **{s: None for s in SPLITS if s not in splits})
     if not source.startswith("tfds:") and (
             os.sep in source or source.startswith(".") or os.path.isdir(source)):
-        return _load_folder(pathlib.Path(source), geometry, val_fraction, seed, limit, cache)
-    return _load_tfds(source.removeprefix("tfds:"), geometry, val_fraction, limit, cache, data_dir)
+        return _load_folder(pathlib.Path(source), geometry, val_fraction, seed, limit, cache,
+                            splits)
+    return _load_tfds(source.removeprefix("tfds:"), geometry, val_fraction, limit, cache, data_dir,
+                      splits)
 
 
 def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
@@ -145,7 +156,7 @@ def _store(image, load_size):
 
 # ---- folders -------------------------------------------------------------------------------
 
-def _load_folder(root, geometry, val_fraction, seed, limit, cache):
+def _load_folder(root, geometry, val_fraction, seed, limit, cache, wanted):
     if not root.is_dir():
         raise DataError(f"Data folder not found: {root}")
     split_dirs = {"train": root / "train"}
@@ -173,9 +184,9 @@ def _load_folder(root, geometry, val_fraction, seed, limit, cache):
     bad = []
     splits = {name: _decode_files(files, geometry.load_size, cache, name, bad)
               for name, files in [("train", train_files), ("val", val_files), ("test", test_files)]
-              if files is not None}
+              if files is not None and name in wanted}
     name = root.resolve().parent.name if root.resolve().name in ("train", "training") else root.name
-    return Data(name, class_names, splits["train"], splits["val"], splits.get("test"), bad)
+    return Data(name, class_names, splits.get("train"), splits.get("val"), splits.get("test"), bad)
 
 
 def _scan(folder, expected_classes=None):
@@ -234,7 +245,7 @@ def _cached_split(images, labels):
 
 # ---- tensorflow-datasets -------------------------------------------------------------------
 
-def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir):
+def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir, wanted):
     import tensorflow_datasets as tfds
     from tensorflow_datasets.core.download import downloader
 
@@ -269,8 +280,8 @@ def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir):
         train = train.take(limit)
     splits = {split: _tfds_split(ds, geometry.load_size, cache, split)
               for split, ds in [("train", train), ("val", val), ("test", others.get("test"))]
-              if ds is not None}
-    return Data(name, class_names, splits["train"], splits["val"], splits.get("test"), [])
+              if ds is not None and split in wanted}
+    return Data(name, class_names, splits.get("train"), splits.get("val"), splits.get("test"), [])
 
 
 def _tfds_split(ds, load_size, cache, split):

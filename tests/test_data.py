@@ -45,6 +45,17 @@ def test_folder_split_is_seeded(tmp_path):
     assert first.val.size == 6 and not np.array_equal(first.val.images, other.val.images)
 
 
+def test_only_the_splits_asked_for_are_decoded(tmp_path):
+    root = write_folder(tmp_path / "pets", per_class=10)
+    full = data.load(str(root), image_size=16, val_fraction=0.3, seed=3)
+    val_only = data.load(str(root), image_size=16, val_fraction=0.3, seed=3, splits=("val",))
+    assert val_only.train is None and val_only.test is None
+    np.testing.assert_array_equal(val_only.val.images, full.val.images)  # the same held-out images
+    assert data.load("synthetic", image_size=16, limit=8, splits=("test",)).val is None
+    with pytest.raises(ValueError, match="validation"):
+        data.load(str(root), image_size=16, splits=("validation",))
+
+
 def test_streaming_without_cache(tmp_path):
     root = write_folder(tmp_path / "pets")
     d = data.load(str(root), image_size=16, val_fraction=0.25, cache=False)

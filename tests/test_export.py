@@ -148,6 +148,7 @@ def test_evaluate_and_predict_commands(exported, tmp_path):
                         "--split", "val", "--val-fraction", "0.5", "--json", report,
                         "--plot", tmp_path / "cm.png", "--tta")
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "Decoding train" not in result.stdout  # only the split evaluated is decoded
     metrics = json.loads(report.read_text())
     assert {"model", "data", "split", "tta", "top1", "top5", "per_class_accuracy",
             "confusion_matrix", "num_examples"} <= set(metrics)
