@@ -5,6 +5,7 @@ A cosine schedule only pays off if it reaches its end: cut short at epoch 7 of 2
 and moves the schedule's end to the last epoch that fits, so a slow CPU anneals fully too.
 """
 
+import pathlib
 import time
 
 import keras
@@ -40,12 +41,17 @@ class TrainingClock(keras.callbacks.Callback):
     With a `budget` (minutes) it stops before an epoch that would end past it, projected from
     the last epoch. Given a FittedCosineDecay `schedule` too, after every epoch it plans
     the epochs the budget holds at the mean pace so far (at most `max_epochs`), fits the
-    schedule to them and stops when they are done. The warm-up keeps its length."""
+    schedule to them and stops when they are done. The warm-up keeps its length.
+
+    When it stops training it writes the file `marker` (if given) at once, before the callbacks
+    after it back the epoch up: a run killed from then on knows, when resumed, that its budget
+    was used up, and trains no further epoch."""
 
     def __init__(self, minutes_before, budget=None, *, epochs_before=0, schedule=None,
-                 steps_per_epoch=None, max_epochs=None):
+                 steps_per_epoch=None, max_epochs=None, marker=None):
         super().__init__()
         self.minutes_before, self.budget, self.out_of_time = minutes_before, budget, False
+        self.marker = marker
         self.epochs_done, self.schedule = epochs_before, schedule if budget else None
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
         self.planned_epochs = max_epochs
@@ -66,14 +72,20 @@ class TrainingClock(keras.callbacks.Callback):
         if self.schedule is not None:  # only given with a budget
             self._plan(minutes)
             if self.planned_epochs <= self.epochs_done < self.max_epochs:
-                self.out_of_time = self.model.stop_training = True
+                self._stop()
         # The hard limit, should the last epoch have been much slower than the mean.
         if self.budget and minutes + (now - self.epoch_started) / 60 > self.budget:
-            self.out_of_time = self.model.stop_training = True
+            self._stop()
         if logs is not None:
             logs["minutes"] = minutes
             if getattr(self.model, "optimizer", None) is not None:  # the next step's rate
                 logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+    def _stop(self):
+        self.out_of_time = self.model.stop_training = True
+        if self.marker is not None:
+            pathlib.Path(self.marker).parent.mkdir(parents=True, exist_ok=True)
+            pathlib.Path(self.marker).write_text(f"stopped after epoch {self.epochs_done}\n")
 
     def _plan(self, minutes):
         pace = minutes / self.epochs_done  # minutes per epoch, validation included

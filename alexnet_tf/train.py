@@ -124,13 +124,14 @@ def train(cfg):
           f"parameters, {count_flops(model) / 1e9:.3f} GFLOPs per image. Recipe: {cfg.recipe}.")
 
     # -- Fit ------------------------------------------------------------------------------
+    # Written by the clock when the budget ends training; removed with the backup after the
+    # export. A resumed run that finds it evaluates and exports without training on.
+    budget_reached = workdir / "backup" / "time_budget_reached"
     clock = budget.TrainingClock(
         rundir.minutes_trained(workdir), cfg.time_budget,
         epochs_before=rundir.epochs_trained(workdir),
         schedule=schedule if isinstance(schedule, budget.FittedCosineDecay) else None,
-        steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs)
-    # Written when the budget ends training early; removed with the backup after the export.
-    budget_reached = workdir / "backup" / "time_budget_reached"
+        steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs, marker=budget_reached)
     callbacks = [
         clock,  # first: it adds `minutes` to the logs the others see
         # Resume after a crash or kill: the same command continues at the next epoch.
@@ -180,7 +181,6 @@ def train(cfg):
                        "lower --lr or --precision float32, and --overwrite or another --workdir"
                        + (f"; the best epoch so far is in {best}" if best.is_file() else ""))
     if clock.out_of_time:
-        budget_reached.write_text(f"stopped after epoch {clock.epochs_done}\n")
         fitted = (f"; the cosine schedule was fitted to {clock.planned_epochs} of {cfg.epochs} "
                   "epochs" if clock.schedule is not None else "")
         print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "

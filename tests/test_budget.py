@@ -73,6 +73,18 @@ def test_training_clock_continues_a_resumed_count_and_projects_the_budget():
     assert 5.3 < logs["minutes"] < 5.4 and clock.out_of_time and clock.model.stop_training
 
 
+def test_training_clock_marks_a_stop_before_the_epoch_is_backed_up(tmp_path):
+    # Callbacks after the clock (BackupAndRestore) save the epoch: a kill from then on must
+    # already find the mark, or the resumed run would train an epoch past its budget.
+    marker = tmp_path / "backup" / "time_budget_reached"
+    clock = clock_with_model(minutes_before=0.0, budget=2.5, marker=marker)
+    assert run_epochs(clock, 1, minutes_each=1.0) == 1 and not marker.exists()
+    clock.on_epoch_begin(1)
+    pretend_minutes_passed(clock, 1.0)  # 2 minutes trained; a third epoch would end past 2.5
+    clock.on_epoch_end(1, {})
+    assert clock.model.stop_training and marker.read_text() == "stopped after epoch 2\n"
+
+
 def test_training_clock_fits_the_schedule_to_the_epochs_the_budget_holds():
     schedule = cosine(steps=27 * 10, warmup=10)
     clock = clock_with_model(minutes_before=0.0, budget=10.0, schedule=schedule,
