@@ -43,9 +43,10 @@ class TrainingClock(keras.callbacks.Callback):
     the epochs the budget holds at the mean pace so far (at most `max_epochs`), fits the
     schedule to them and stops when they are done. The warm-up keeps its length.
 
-    When it stops training it writes the file `marker` (if given) at once, before the callbacks
-    after it back the epoch up: a run killed from then on knows, when resumed, that its budget
-    was used up, and trains no further epoch."""
+    When it stops training it writes the epoch count to the file `marker` (if given) at once,
+    before the callbacks after it back the epoch up. A resumed run whose marker exists has
+    `budget_used_up_at` set to that count: the schedule is fitted to it and no replanning
+    follows, so killed at any point after the stop, the run trains no epoch past it."""
 
     def __init__(self, minutes_before, budget=None, *, epochs_before=0, schedule=None,
                  steps_per_epoch=None, max_epochs=None, marker=None):
@@ -55,7 +56,12 @@ class TrainingClock(keras.callbacks.Callback):
         self.epochs_done, self.schedule = epochs_before, schedule if budget else None
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
         self.planned_epochs = max_epochs
-        if self.schedule is not None and self.epochs_done:  # resumed: plan from the history
+        self.budget_used_up_at = _read_epochs(marker)
+        if self.budget_used_up_at:
+            self.planned_epochs = self.budget_used_up_at
+            if self.schedule is not None:
+                self.schedule.fit_to(self.planned_epochs * self.steps_per_epoch)
+        elif self.schedule is not None and self.epochs_done:  # resumed: plan from the history
             self._plan(self.minutes_before)
 
     def on_train_begin(self, logs=None):
@@ -69,7 +75,7 @@ class TrainingClock(keras.callbacks.Callback):
         minutes = self.minutes_before + (now - self.started) / 60
         # `epoch` counts across a resume; history.csv may lack the row of an epoch the backup has.
         self.epochs_done = epoch + 1
-        if self.schedule is not None:  # only given with a budget
+        if self.schedule is not None and not self.budget_used_up_at:  # given with a budget
             self._plan(minutes)
             if self.planned_epochs <= self.epochs_done < self.max_epochs:
                 self._stop()
@@ -85,10 +91,18 @@ class TrainingClock(keras.callbacks.Callback):
         self.out_of_time = self.model.stop_training = True
         if self.marker is not None:
             pathlib.Path(self.marker).parent.mkdir(parents=True, exist_ok=True)
-            pathlib.Path(self.marker).write_text(f"stopped after epoch {self.epochs_done}\n")
+            pathlib.Path(self.marker).write_text(f"{self.epochs_done}\n")
 
     def _plan(self, minutes):
         pace = minutes / self.epochs_done  # minutes per epoch, validation included
         fits = int(self.budget / pace) if pace > 0 else self.max_epochs
         self.planned_epochs = max(self.epochs_done, min(self.max_epochs, fits))
         self.schedule.fit_to(self.planned_epochs * self.steps_per_epoch)
+
+
+def _read_epochs(marker):
+    """The epoch count in `marker`, or None (no marker, or one cut off while being written)."""
+    try:
+        return int(pathlib.Path(marker).read_text()) if marker is not None else None
+    except (FileNotFoundError, ValueError):
+        return None

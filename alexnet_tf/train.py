@@ -82,6 +82,8 @@ def train(cfg):
     tf.keras.utils.set_random_seed(cfg.seed)
     data = data_lib.load(cfg.data, image_size=image_size, val_fraction=cfg.val_fraction,
                          seed=cfg.seed, limit=cfg.limit, cache=cfg.cache)
+    # The list is this start's: one left by an earlier start (files fixed since) would mislead.
+    (workdir / "bad_files.txt").unlink(missing_ok=True)
     data_lib.write_bad_files(data.bad_files, workdir / "bad_files.txt")
     class_names = data.class_names
     (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
@@ -125,7 +127,7 @@ def train(cfg):
 
     # -- Fit ------------------------------------------------------------------------------
     # Written by the clock when the budget ends training; removed with the backup after the
-    # export. A resumed run that finds it evaluates and exports without training on.
+    # export. A resumed run that finds it trains no further than the epoch it names.
     budget_reached = workdir / "backup" / "time_budget_reached"
     clock = budget.TrainingClock(
         rundir.minutes_trained(workdir), cfg.time_budget,
@@ -155,13 +157,12 @@ def train(cfg):
             monitor="val_accuracy", mode="max", factor=0.1, patience=4, min_lr=cfg.lr * 1e-3))
     rundir.record(cfg, workdir)
     epochs = cfg.epochs
-    if budget_reached.is_file():
-        # It died in evaluation or export after the budget stopped it. Fit up to the epoch it
-        # reached: BackupAndRestore restores the weights, fit finalises any EMA average, and
-        # no epoch runs past the budget.
-        epochs = clock.epochs_done
-        print(f"The run's time budget was used up: evaluating and exporting the {epochs} "
-              "epoch(s) it trained")
+    if clock.budget_used_up_at:
+        # It died after the budget stopped it. Fit up to that epoch: BackupAndRestore restores
+        # the weights (or, killed before its save, the epoch is trained again), fit finalises
+        # any EMA average, and no epoch runs past the budget.
+        epochs = clock.budget_used_up_at
+        print(f"The run's time budget ran out after epoch {epochs}: training no further")
     fit_started = time.time()
     if task is None:
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
@@ -175,7 +176,9 @@ def train(cfg):
     # TerminateOnNaN stops a run too; a NaN in the epoch the budget ran out is still a NaN.
     if any(not math.isfinite(v) for v in losses) or (model.stop_training
                                                      and not clock.out_of_time):
-        # The backup holds the diverged weights: resuming would diverge again.
+        # The backup holds the diverged weights: resuming would diverge again (and without
+        # the budget's mark, which would export them unchecked).
+        budget_reached.unlink(missing_ok=True)
         best = workdir / "best.keras"
         raise RunError("Training stopped: the loss became NaN or infinite. Start again with a "
                        "lower --lr or --precision float32, and --overwrite or another --workdir"

@@ -82,7 +82,22 @@ def test_training_clock_marks_a_stop_before_the_epoch_is_backed_up(tmp_path):
     clock.on_epoch_begin(1)
     pretend_minutes_passed(clock, 1.0)  # 2 minutes trained; a third epoch would end past 2.5
     clock.on_epoch_end(1, {})
-    assert clock.model.stop_training and marker.read_text() == "stopped after epoch 2\n"
+    assert clock.model.stop_training and marker.read_text() == "2\n"
+
+
+def test_a_resumed_clock_keeps_to_the_epoch_its_marker_names(tmp_path):
+    marker = tmp_path / "time_budget_reached"
+    marker.write_text("3\n")  # the budget ran out after epoch 3; the history may show only 2
+    schedule = cosine(steps=27 * 10, warmup=10)
+    clock = clock_with_model(minutes_before=4.0, budget=6.0, epochs_before=2, schedule=schedule,
+                             steps_per_epoch=10, max_epochs=27, marker=marker)
+    assert clock.budget_used_up_at == clock.planned_epochs == 3 and schedule.total_steps == 30
+    clock.on_train_begin()
+    clock.on_epoch_begin(2)  # epoch 3 again (killed before its backup): no replanning
+    clock.on_epoch_end(2, {})
+    assert schedule.total_steps == 30
+    marker.write_text("")  # cut off while being written: as if there were none
+    assert clock_with_model(minutes_before=0.0, marker=marker).budget_used_up_at is None
 
 
 def test_training_clock_fits_the_schedule_to_the_epochs_the_budget_holds():

@@ -86,13 +86,17 @@ def test_clear_errors(argv, message, capsys, tmp_path):
 
 
 def test_a_diverging_run_stops_with_one_line_and_no_export(tmp_path, capsys):
-    assert train.main(["--data", "synthetic", "--limit", "64", "--epochs", "2", "--batch-size",
-                       "32", "--lr", "1e30", "--warmup-epochs", "0", "--workdir",
-                       str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
-                       "--verbose", "0", "--precision", "float32"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "NaN or infinite" in err[0] and "--overwrite" in err[0]
-    assert not (tmp_path / "export").exists() and not (tmp_path / "w" / "metrics.json").exists()
+    # In the epoch its time budget runs out, too: a NaN is still a NaN, then and when resumed.
+    args = ["--data", "synthetic", "--limit", "64", "--epochs", "2", "--batch-size", "32",
+            "--lr", "1e30", "--warmup-epochs", "0", "--workdir", str(tmp_path / "w"),
+            "--export-dir", str(tmp_path / "export"), "--verbose", "0",
+            "--precision", "float32", "--time-budget", "0.0001"]
+    for _ in range(2):
+        assert train.main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "NaN or infinite" in err[0] and "--overwrite" in err[0]
+        assert not (tmp_path / "export").exists()
+        assert not (tmp_path / "w" / "metrics.json").exists()
 
 
 def test_a_run_that_never_started_does_not_block_the_corrected_command(capsys, tmp_path):
@@ -191,6 +195,8 @@ def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
     first.wait()
     assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (tmp_path / "export").exists()
+    stale = tmp_path / "run" / "bad_files.txt"  # from an earlier start whose files were fixed
+    stale.write_text("gone.jpg\n")
     second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming the run" in second.stdout
@@ -198,6 +204,7 @@ def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
     with open(history) as f:
         rows = list(csv.DictReader(f))
     assert [row["epoch"] for row in rows] == ["0", "1", "2"]
+    assert not stale.exists()
     minutes = [float(row["minutes"]) for row in rows]  # the training clock resumes its count
     assert 0 < minutes[0] < minutes[1] < minutes[2]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 3
@@ -209,16 +216,28 @@ def test_time_budget_stops_early_and_still_exports(tmp_path, capsys, monkeypatch
             "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
             "--verbose", "2", "--precision", "float32", "--time-budget", "0.0001",
             "--ema", "0.9", "--cpu-replicas", "1"]  # a strategy scope of its own: OneDevice
-    with monkeypatch.context() as patch:  # the first attempt dies in the export
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:  # the first two attempts die in the export
         patch.setattr(train, "export_model", lambda *a, **k: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             train.main(args)
-    assert ("Time budget of 0.0001 minutes reached after 1 epoch(s) this session; the cosine "
-            "schedule was fitted to 1 of 4 epochs") in capsys.readouterr().out
-    # Resumed, it trains no further (that would overrun the budget): it exports epoch 1.
+        assert ("Time budget of 0.0001 minutes reached after 1 epoch(s) this session; the "
+                "cosine schedule was fitted to 1 of 4 epochs") in capsys.readouterr().out
+        # Resumed, it trains no further (that would overrun the budget).
+        with pytest.raises(ZeroDivisionError):
+            train.main(args)
+        out = capsys.readouterr().out
+        assert "budget ran out after epoch 1" in out and "Epoch " not in out
+    # As if killed after the stop was marked but before epoch 1 was backed up and logged:
+    # resumed, it trains epoch 1 again, and no epoch after it.
+    for name in ("latest.weights.h5", "training_metadata.json"):
+        (run / "backup" / name).unlink()
+    history_lines = (run / "history.csv").read_text().splitlines(keepends=True)
+    (run / "history.csv").write_text(history_lines[0])
     assert train.main(args) == 0
     out = capsys.readouterr().out
-    assert "budget was used up" in out and "Epoch 2/4" not in out
+    assert "budget ran out after epoch 1" in out and "Epoch 2/" not in out
+    assert len((run / "history.csv").read_text().splitlines()) == 2  # epoch 1, trained again
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["schedule_epochs"] == 1
     assert (tmp_path / "export" / "1" / "saved_model.pb").is_file()
