@@ -52,11 +52,11 @@ class TrainingClock(keras.callbacks.Callback):
                  steps_per_epoch=None, max_epochs=None, marker=None):
         super().__init__()
         self.minutes_before, self.budget, self.out_of_time = minutes_before, budget, False
-        self.marker = marker
+        self.marker = pathlib.Path(marker) if marker is not None else None
         self.epochs_done, self.schedule = epochs_before, schedule if budget else None
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
         self.planned_epochs = max_epochs
-        self.budget_used_up_at = _read_epochs(marker)
+        self.budget_used_up_at = _read_epochs(self.marker)
         if self.budget_used_up_at:
             self.planned_epochs = self.budget_used_up_at
             if self.schedule is not None:
@@ -90,8 +90,8 @@ class TrainingClock(keras.callbacks.Callback):
     def _stop(self):
         self.out_of_time = self.model.stop_training = True
         if self.marker is not None:
-            pathlib.Path(self.marker).parent.mkdir(parents=True, exist_ok=True)
-            pathlib.Path(self.marker).write_text(f"{self.epochs_done}\n")
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.write_text(f"{self.epochs_done}\n")
 
     def _plan(self, minutes):
         pace = minutes / self.epochs_done  # minutes per epoch, validation included
@@ -103,6 +103,6 @@ class TrainingClock(keras.callbacks.Callback):
 def _read_epochs(marker):
     """The epoch count in `marker`, or None (no marker, or one cut off while being written)."""
     try:
-        return int(pathlib.Path(marker).read_text()) if marker is not None else None
+        return int(marker.read_text()) if marker is not None else None
     except (FileNotFoundError, ValueError):
         return None

@@ -5,6 +5,7 @@
 """
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -100,14 +101,14 @@ def main(argv=None):
                                      round(classifier.image_size / classifier.metadata.get(
                                          "crop_fraction", 1.0)),
                                      data_lib.geometry_for(classifier.image_size).crop)
+        load = functools.partial(data_lib.load, args.data, image_size=classifier.image_size,
+                                 val_fraction=args.val_fraction, seed=args.seed)
         split = args.split
-        dataset = data_lib.load(args.data, image_size=classifier.image_size,
-                                val_fraction=args.val_fraction, seed=args.seed, splits=(split,))
+        dataset = load(splits=(split,))
         if split == "test" and dataset.test is None:
             print(f"{args.data} has no test split: evaluating on the validation split")
             split = "val"
-            dataset = data_lib.load(args.data, image_size=classifier.image_size,
-                                    val_fraction=args.val_fraction, seed=args.seed, splits=(split,))
+            dataset = load(splits=(split,))
         metrics = evaluate_export(classifier, getattr(dataset, split), geometry,
                                   dataset.class_names, batch_size=args.batch_size,
                                   ten_crop=args.tta)

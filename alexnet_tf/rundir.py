@@ -4,6 +4,7 @@ done so far (its history.csv)."""
 import csv
 import json
 import shutil
+import typing
 
 from alexnet_tf import config
 
@@ -34,24 +35,21 @@ def record(cfg, workdir):
     (workdir / "config.json").write_text(cfg.to_json())
 
 
-def history(workdir):
+class Progress(typing.NamedTuple):
+    epochs: int  # epochs logged in history.csv
+    minutes: float  # training minutes so far (the TrainingClock's count)
+    best_val_accuracy: float | None  # so a resumed ModelCheckpoint keeps a better best.keras
+
+
+def progress(workdir):
+    """What the run in `workdir` has done so far, from one read of its history.csv."""
     path = workdir / "history.csv"
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def best_val_accuracy(workdir):
-    """A resumed run's best validation accuracy, so ModelCheckpoint keeps a better best.keras."""
-    scores = [float(row["val_accuracy"]) for row in history(workdir) if row.get("val_accuracy")]
-    return max(scores, default=None)
-
-
-def minutes_trained(workdir):
-    return max((float(row["minutes"]) for row in history(workdir) if row.get("minutes")),
-               default=0.0)
-
-
-def epochs_trained(workdir):
-    return len({row["epoch"] for row in history(workdir)})
+    rows = []
+    if path.is_file():
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+    return Progress(
+        epochs=len({row["epoch"] for row in rows}),
+        minutes=max((float(row["minutes"]) for row in rows if row.get("minutes")), default=0.0),
+        best_val_accuracy=max((float(row["val_accuracy"]) for row in rows
+                               if row.get("val_accuracy")), default=None))

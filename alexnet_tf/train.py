@@ -129,9 +129,9 @@ def train(cfg):
     # Written by the clock when the budget ends training; removed with the backup after the
     # export. A resumed run that finds it trains no further than the epoch it names.
     budget_reached = workdir / "backup" / "time_budget_reached"
+    past = rundir.progress(workdir)  # of a resumed run; nothing for a new one
     clock = budget.TrainingClock(
-        rundir.minutes_trained(workdir), cfg.time_budget,
-        epochs_before=rundir.epochs_trained(workdir),
+        past.minutes, cfg.time_budget, epochs_before=past.epochs,
         schedule=schedule if isinstance(schedule, budget.FittedCosineDecay) else None,
         steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs, marker=budget_reached)
     callbacks = [
@@ -146,7 +146,7 @@ def train(cfg):
         *([SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
         keras.callbacks.ModelCheckpoint(
             str(workdir / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=rundir.best_val_accuracy(workdir)),
+            initial_value_threshold=past.best_val_accuracy),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(workdir / "tensorboard")),
         keras.callbacks.TerminateOnNaN(),
@@ -189,7 +189,7 @@ def train(cfg):
         print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "
               f"epoch(s) this session{fitted}.")
     epochs_run = len(losses)
-    epochs_done = rundir.epochs_trained(workdir)
+    epochs_done = rundir.progress(workdir).epochs
     if not chief:  # the chief evaluates, plots, writes metrics.json and exports
         multiworker.remove_scratch(workdir)
         print(f"Worker {task.index} done: {epochs_run} epoch(s) trained; the chief writes the "
