@@ -22,7 +22,8 @@ import tensorflow as tf
 from alexnet_tf import data as data_lib, distribute
 from alexnet_tf.export import export_model
 from alexnet_tf.inference import Classifier
-from alexnet_tf.model import build_model, count_flops, default_image_size, layer_flops
+from alexnet_tf.config import PRECISIONS
+from alexnet_tf.model import VARIANTS, build_model, count_flops, default_image_size, layer_flops
 
 
 def matmul_peak(dtype, n=4096, repeats=10):
@@ -114,10 +115,10 @@ def pipeline_speed(dataset, batch_size, batches):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m alexnet_tf.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", default="cifar")
+    parser.add_argument("--variant", default="cifar", choices=VARIANTS)
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps")
     parser.add_argument("--compare-float32", action="store_true",

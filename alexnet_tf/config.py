@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import types
 import typing
@@ -81,16 +82,33 @@ class Config:
     verbose: str = "auto"  # Keras progress: auto, 1 (bar) or 2 (a line per epoch)
     overwrite: bool = False
 
+    def record(self):
+        """The fields saved with a run (config.json, export metadata). Not --overwrite: it is
+        what one command does, and config.json given back with --config must not delete runs."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "overwrite"}
+
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        return json.dumps(self.record(), indent=2, sort_keys=True)
 
     @property
     def dataset_name(self):
         """A short name for paths: the tfds name, or the folder's (its parent's for train/)."""
-        if self.data == "synthetic" or self.data.startswith("tfds:") or "/" not in self.data:
-            return self.data.removeprefix("tfds:").replace("/", "_")
-        path = pathlib.Path(self.data).resolve()
-        return path.parent.name if path.name in ("train", "training") else path.name
+        if is_folder(self.data):
+            return folder_name(self.data)
+        return self.data.removeprefix("tfds:").replace("/", "_")
+
+
+def is_folder(source):
+    """--data names a folder when it is a path (a separator, a leading dot) or an existing
+    folder; otherwise it is a tensorflow-datasets name (or `synthetic`)."""
+    return source != "synthetic" and not source.startswith("tfds:") and (
+        os.sep in source or source.startswith(".") or os.path.isdir(source))
+
+
+def folder_name(path):
+    """The data folder's name, its parent's for a train/ folder (cifar10/train -> cifar10)."""
+    path = pathlib.Path(path).resolve()
+    return path.parent.name if path.name in ("train", "training") else path.name
 
 
 HELP = {
@@ -155,6 +173,8 @@ def resolve(config):
         value = getattr(config, name)
         if value is not None and not (math.isfinite(value) and check(value)):
             raise ConfigError(f"--{name.replace('_', '-')} must be {what}; got {value}")
+    if config.warmup_epochs and config.schedule != "cosine":  # only the cosine one warms up
+        raise ConfigError(f"--warmup-epochs needs --schedule cosine; got '{config.schedule}'")
     return config
 
 
@@ -204,6 +224,7 @@ def load_json(path):
         raise ConfigError(f"Cannot read config file {path}: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a JSON object of config keys")
+    values.pop("overwrite", None)  # a flag only (see record); older config.json files hold it
     fields = {f.name: f for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - set(fields))
     if unknown:

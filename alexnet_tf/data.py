@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import augment
+from alexnet_tf.config import folder_name, is_folder
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -80,8 +81,7 @@ def load(source, *, image_size, val_fraction=0.1, seed=0, limit=None, cache=True
     if source == "synthetic":
         data = _load_synthetic(geometry, seed, limit)
         return dataclasses.replace(data, **{s: None for s in SPLITS if s not in splits})
-    if not source.startswith("tfds:") and (
-            os.sep in source or source.startswith(".") or os.path.isdir(source)):
+    if is_folder(source):
         return _load_folder(pathlib.Path(source), geometry, val_fraction, seed, limit, cache,
                             splits)
     return _load_tfds(source.removeprefix("tfds:"), geometry, val_fraction, limit, cache, data_dir,
@@ -112,9 +112,13 @@ def eval_pipeline(split, geometry, *, batch_size, num_classes=None, ten_crop=Fal
                   drop_remainder=False):
     """Centre-cropped batches (or [batch, 10, S, S, 3] views with `ten_crop`).
 
-    Labels are one-hot when `num_classes` is given (for Keras metrics), else integers.
+    Labels are one-hot when `num_classes` is given (for Keras metrics), else integers. With
+    `ten_crop`, `batch_size` counts views (batches of batch_size // 10 images, at least one),
+    so the model takes as many images per call, and as much memory, either way.
     """
     if ten_crop:
+        batch_size = max(1, batch_size // 10)
+
         def views(image):
             return augment.ten_crop(image, geometry.image_size, geometry.crop)
     else:
@@ -185,8 +189,7 @@ def _load_folder(root, geometry, val_fraction, seed, limit, cache, wanted):
     splits = {name: _decode_files(files, geometry.load_size, cache, name, bad)
               for name, files in [("train", train_files), ("val", val_files), ("test", test_files)]
               if files is not None and name in wanted}
-    name = root.resolve().parent.name if root.resolve().name in ("train", "training") else root.name
-    return Data(name, class_names, splits.get("train"), splits.get("val"), splits.get("test"), bad)
+    return Data(folder_name(root), class_names, splits.get("train"), splits.get("val"), splits.get("test"), bad)
 
 
 def _scan(folder, expected_classes=None):

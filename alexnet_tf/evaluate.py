@@ -96,6 +96,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     try:
+        for out in filter(None, (args.plot, args.json)):  # before the work, not after it
+            pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
         classifier = Classifier(args.model)
         geometry = data_lib.Geometry(classifier.image_size,
                                      round(classifier.image_size / classifier.metadata.get(
@@ -112,7 +114,7 @@ def main(argv=None):
         metrics = evaluate_export(classifier, getattr(dataset, split), geometry,
                                   dataset.class_names, batch_size=args.batch_size,
                                   ten_crop=args.tta)
-    except (ModelNotFound, data_lib.DataError) as error:
+    except (ModelNotFound, data_lib.DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     data_lib.write_bad_files(dataset.bad_files, "bad_files.txt")

@@ -16,6 +16,7 @@ import pathlib
 import shutil
 import sys
 import uuid
+import zipfile
 
 import keras
 import numpy as np
@@ -72,7 +73,7 @@ def _next_version(base):
 def _build_archive(model, class_names, image_size, crop_fraction):
     labels = tf.constant(list(class_names))
     k = min(TOP_K, len(class_names))
-    convs = [name for name in ("conv1", "conv2", "conv3", "conv4", "conv5")]
+    convs = ("conv1", "conv2", "conv3", "conv4", "conv5")
     inside = keras.Model(model.input, [model.get_layer(n).output for n in convs] + [model.output])
 
     def preprocess(images):
@@ -156,7 +157,7 @@ def main(argv=None):
         labels = pathlib.Path(args.labels or run_dir / "labels.txt")
         if not labels.is_file():
             raise ValueError(f"class names not found: {labels} (give --labels FILE)")
-        class_names = labels.read_text().split("\n")[:-1]
+        class_names = labels.read_text().splitlines()  # the last line may lack its newline
         config = json.loads((run_dir / "config.json").read_text()) if (
             run_dir / "config.json").is_file() else {}
         export_dir = args.export_dir or config.get("export_dir")
@@ -169,7 +170,7 @@ def main(argv=None):
         crop_fraction = geometry_for(int(model.input.shape[1])).crop_fraction
         version = export_model(model, export_dir, class_names=class_names,
                                crop_fraction=crop_fraction, metadata={"config": config})
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, zipfile.BadZipFile) as error:  # BadZipFile: not a .keras file
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Exported {checkpoint} to {version}")

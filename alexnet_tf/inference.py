@@ -31,11 +31,10 @@ def resolve_version(path):
     return max(versions, key=lambda p: int(p.name))
 
 
-def newest_export(root="saved_models"):
-    """The newest version of the most recently exported model under `root`, or None."""
-    root = pathlib.Path(root)
+def newest_export(*roots):
+    """The newest version of the most recently exported model under any of `roots`, or None."""
     candidates = []
-    for base in (p for p in root.glob("*") if p.is_dir()):
+    for base in (p for root in roots for p in pathlib.Path(root).glob("*") if p.is_dir()):
         try:
             candidates.append(resolve_version(base))
         except ModelNotFound:
@@ -54,9 +53,12 @@ class Classifier:
             raise ModelNotFound(f"Cannot load {self.path}: {error}") from None
         self._signatures = self._module.signatures
         metadata = self.path / "assets" / "metadata.json"
-        self.metadata = json.loads(metadata.read_text()) if metadata.is_file() else {}
+        try:
+            self.metadata = json.loads(metadata.read_text()) if metadata.is_file() else {}
+        except ValueError as error:
+            raise ModelNotFound(f"{metadata} is unreadable: {error}") from None
         labels = self.path / "assets" / "labels.txt"
-        self.class_names = labels.read_text().split("\n")[:-1] if labels.is_file() else []
+        self.class_names = labels.read_text().splitlines() if labels.is_file() else []
         self.image_size = self.metadata.get("image_size")
         # Another SavedModel would fail later, mid-call, with a KeyError or TypeError.
         missing = [s for s in SIGNATURES if s not in self._signatures]

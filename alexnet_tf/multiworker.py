@@ -83,12 +83,6 @@ def task_info(environ=None):
     return TaskInfo(kind, index, num_workers, chief)
 
 
-def is_chief(environ=None):
-    """True on the chief, and when there is no TF_CONFIG (a single-machine run)."""
-    info = task_info(environ)
-    return info is None or info.is_chief
-
-
 def worker_dirs(workdir, export_dir, info=None):
     """(workdir, export_dir) for this process: the given ones on the chief; on any other
     worker a scratch directory of its own (outside the chief's workdir, so a chief's

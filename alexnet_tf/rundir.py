@@ -3,6 +3,7 @@ done so far (its history.csv)."""
 
 import csv
 import json
+import os
 import shutil
 import typing
 
@@ -19,7 +20,10 @@ def prepare(cfg, workdir):
     if cfg.overwrite and workdir.exists():
         shutil.rmtree(workdir)
     elif saved.is_file():
-        changed = config.differences(json.loads(saved.read_text()), cfg)
+        try:
+            changed = config.differences(json.loads(saved.read_text()), cfg)
+        except (ValueError, AttributeError) as error:  # not JSON, or not an object
+            raise RunError(f"{saved} is unreadable ({error}): --overwrite starts afresh") from None
         if changed:
             raise RunError(f"{workdir} holds a run with a different config ({', '.join(changed)}"
                            "): use another --workdir, or --overwrite to start fresh")
@@ -32,7 +36,14 @@ def prepare(cfg, workdir):
 def record(cfg, workdir):
     """Saves the config that makes the workdir this run's. Written only when training starts,
     so a command that failed before (no data, a bad flag) doesn't block the corrected one."""
-    (workdir / "config.json").write_text(cfg.to_json())
+    write_atomically(workdir / "config.json", cfg.to_json())
+
+
+def write_atomically(path, text):
+    """Whole or not at all: a kill mid-write must not leave a truncated file that blocks resuming."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 class Progress(typing.NamedTuple):

@@ -15,14 +15,13 @@ import sys
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import augment, budget, config as config_lib, data as data_lib, distribute
 from alexnet_tf import multiworker, plots, rundir
 from alexnet_tf.evaluate import compute_metrics, predict_split
 from alexnet_tf.export import export_model
-from alexnet_tf.model import build_model, count_flops
+from alexnet_tf.model import build_model, count_flops, default_image_size
 from alexnet_tf.rundir import RunError
 
 
@@ -72,7 +71,7 @@ def train(cfg):
     if replicas > 1:
         print(f"Global batch {cfg.batch_size} = {replicas} replicas x "
               f"{cfg.batch_size // replicas}; learning rate {cfg.lr} (not rescaled).")
-    image_size = cfg.image_size or _default_size(cfg.variant)
+    image_size = cfg.image_size or default_image_size(cfg.variant)
     try:
         build_model(cfg.variant, num_classes=2, image_size=image_size)  # geometry check only
     except ValueError as error:
@@ -208,7 +207,7 @@ def train(cfg):
     metrics = {"split": eval_name, **compute_metrics(probabilities, labels, class_names)}
     if cfg.tta:
         ten = predict_split(predict, data_lib.eval_pipeline(
-            eval_split, geometry, batch_size=max(1, cfg.batch_size // 10), ten_crop=True), True)
+            eval_split, geometry, batch_size=cfg.batch_size, ten_crop=True), True)
         tta = compute_metrics(*ten, class_names)
         metrics.update(top1_10crop=tta["top1"], top5_10crop=tta["top5"])
     metrics.update(
@@ -231,9 +230,9 @@ def train(cfg):
     summary = {k: v for k, v in metrics.items() if k not in ("confusion_matrix",)}
     version = export_model(model, export_dir, class_names=class_names,
                            crop_fraction=geometry.crop_fraction,
-                           metadata={"config": dataclasses.asdict(cfg), "metrics": summary})
+                           metadata={"config": cfg.record(), "metrics": summary})
     # metrics.json marks the run finished; written last, so a crash before resumes.
-    (workdir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    rundir.write_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2))
     shutil.rmtree(workdir / "backup", ignore_errors=True)
     print(f"\n{eval_name}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
           f"({metrics['num_examples']} images)"
@@ -280,12 +279,6 @@ class SwapEMAWeights(keras.callbacks.SwapEMAWeights):
         super().on_epoch_end(epoch, logs)
         if self.model.stop_training and epoch != self.params["epochs"] - 1:
             self._finalize_ema_values()
-
-
-def _default_size(variant):
-    from alexnet_tf.model import default_image_size
-
-    return default_image_size(variant)
 
 
 def _verbose(value):

@@ -138,7 +138,8 @@ def test_pipelines_batches_and_determinism():
     ds = data.train_pipeline(d.train, geometry, batch_size=16, num_classes=10, seed=5)
     epochs = [next(iter(ds))[0].numpy() for _ in range(2)]
     assert not np.array_equal(*epochs)  # reshuffled and re-augmented each epoch
-    views, labels = next(iter(data.eval_pipeline(d.val, geometry, batch_size=4, ten_crop=True)))
+    # batch_size counts views: the model takes 40 images a call, as without ten_crop.
+    views, labels = next(iter(data.eval_pipeline(d.val, geometry, batch_size=40, ten_crop=True)))
     assert views.shape == (4, 10, 32, 32, 3) and labels.dtype == tf.int32
 
 

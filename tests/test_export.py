@@ -1,6 +1,7 @@
 import base64
 import io
 import json
+import os
 import shutil
 import subprocess
 
@@ -129,11 +130,16 @@ def test_inspect_endpoint(exported):
 def test_export_cli_from_checkpoint(tmp_path):
     model = build_model("cifar", num_classes=2, image_size=16)
     model.save(tmp_path / "best.keras")
-    (tmp_path / "labels.txt").write_text("a\nb\n")
+    (tmp_path / "labels.txt").write_text("a\nb")  # no final newline: still two classes
     result = run_module("alexnet_tf.export", "--checkpoint", tmp_path / "best.keras",
                         "--export-dir", tmp_path / "out")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "out" / "1" / "saved_model.pb").is_file()
+    assert inference.Classifier(tmp_path / "out").class_names == ["a", "b"]
+    (tmp_path / "broken.keras").write_bytes(b"not a zip archive")
+    broken = run_module("alexnet_tf.export", "--checkpoint", tmp_path / "broken.keras",
+                        "--export-dir", tmp_path / "out")
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+    assert broken.stderr.strip().splitlines()[-1].startswith("error: ")
     missing = run_module("alexnet_tf.export", "--checkpoint", tmp_path / "nope.keras",
                          "--export-dir", tmp_path / "out")
     assert missing.returncode == 2
@@ -143,16 +149,16 @@ def test_export_cli_from_checkpoint(tmp_path):
 def test_evaluate_and_predict_commands(exported, tmp_path):
     _, version = exported
     folder = write_image_folder(tmp_path / "data", classes=("ship", "cat"), per_class=4)
-    report = tmp_path / "eval.json"
+    report = tmp_path / "reports" / "eval.json"  # folders made, not a traceback after the work
     result = run_module("alexnet_tf.evaluate", "--model", version.parent, "--data", folder,
                         "--split", "val", "--val-fraction", "0.5", "--json", report,
-                        "--plot", tmp_path / "cm.png", "--tta")
+                        "--plot", tmp_path / "plots" / "cm.png", "--tta")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Decoding train" not in result.stdout  # only the split evaluated is decoded
     metrics = json.loads(report.read_text())
     assert {"model", "data", "split", "tta", "top1", "top5", "per_class_accuracy",
             "confusion_matrix", "num_examples"} <= set(metrics)
-    assert metrics["num_examples"] == 4 and (tmp_path / "cm.png").is_file()
+    assert metrics["num_examples"] == 4 and (tmp_path / "plots" / "cm.png").is_file()
     assert metrics["per_class_accuracy"]["dog"] is None  # matched by name, not position
 
     unknown = write_image_folder(tmp_path / "zoo", classes=("cat", "zebra"), per_class=2)
@@ -207,6 +213,10 @@ def test_another_savedmodel_is_refused_in_one_line(tmp_path):
                         signatures={"serving_default": module.double})
     with pytest.raises(inference.ModelNotFound, match="is not an alexnet_tf export"):
         inference.Classifier(tmp_path / "other")
+    (tmp_path / "other" / "1" / "assets").mkdir(exist_ok=True)
+    (tmp_path / "other" / "1" / "assets" / "metadata.json").write_text('{"image_size": 3')
+    with pytest.raises(inference.ModelNotFound, match="metadata.json is unreadable"):
+        inference.Classifier(tmp_path / "other")
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(image)
     for command in (["alexnet_tf.predict", "--model", tmp_path / "other", image],
@@ -214,3 +224,17 @@ def test_another_savedmodel_is_refused_in_one_line(tmp_path):
         result = run_module(*command)
         assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(
             "error: ") and "Traceback" not in result.stderr
+
+
+def test_newest_export_looks_under_every_root(tmp_path):
+    # The app looks in ./saved_models and the repo's: training exports where it ran.
+    for root, age in (("here", 100), ("repo", 0)):
+        pb = tmp_path / root / "saved_models" / f"alexnet_{root}" / "2" / "saved_model.pb"
+        pb.parent.mkdir(parents=True)
+        pb.write_bytes(b"")
+        os.utime(pb, (1e9 - age, 1e9 - age))
+    (tmp_path / "repo" / "saved_models" / "alexnet_repo" / "1").mkdir()  # older version
+    here, repo = (tmp_path / r / "saved_models" for r in ("here", "repo"))
+    assert inference.newest_export(here, repo) == repo / "alexnet_repo" / "2"
+    assert inference.newest_export(here, tmp_path / "absent") == here / "alexnet_here" / "2"
+    assert inference.newest_export(tmp_path / "absent") is None

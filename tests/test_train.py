@@ -2,6 +2,7 @@ import csv
 import dataclasses
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -63,6 +64,15 @@ def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     assert "different config (lr" in capsys.readouterr().err
     assert train.main(args + ["--overwrite"]) == 0
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["1", "2"]
+    # That run's config.json, given back, is the same run (finished): --overwrite isn't in it.
+    saved = tmp_path / "run" / "config.json"
+    capsys.readouterr()
+    assert train.main(["--config", str(saved)]) == 2 and "finished run" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["1", "2"]
+    saved.write_text('{"lr": 0.')  # as a kill mid-write would have left it before
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "config.json is unreadable" in err[0]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -77,6 +87,7 @@ def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     (["--time-budget", "inf"], "--time-budget must be above 0; got inf"),
     (["--init", "he"], "--init must be one of keras, paper"),
     (["--verbose", "loud"], "--verbose must be one of auto, 0, 1, 2"),
+    (["--recipe", "paper", "--warmup-epochs", "2"], "--warmup-epochs needs --schedule cosine"),
 ])
 def test_clear_errors(argv, message, capsys, tmp_path):
     code = train.main(argv + ["--workdir", str(tmp_path / "w"), "--data", "synthetic"][
@@ -117,6 +128,9 @@ def test_config_file_values_are_type_checked(tmp_path):
     cfg = config.parse(["--config", str(file)])
     assert (cfg.epochs, cfg.lr, cfg.time_budget, cfg.verbose) == (10, 1, None, "2")
     assert type(cfg.epochs) is int
+    file.write_text(json.dumps({"overwrite": True}))  # older runs saved it: a flag only now
+    assert not config.parse(["--config", str(file)]).overwrite
+    assert config.parse(["--config", str(file), "--overwrite"]).overwrite
 
 
 def test_bad_tf_config_is_one_line(tmp_path, monkeypatch, capsys):
@@ -147,6 +161,8 @@ def test_config_flags_file_and_recipes(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.lr = 1.0
     assert config.Config(data="../x/cifar10/train").dataset_name == "cifar10"
+    assert config.Config(data=".").dataset_name == pathlib.Path.cwd().name
+    assert config.Config(data="tfds:imagenette/320px-v2").dataset_name == "imagenette_320px-v2"
     assert config.default_workdir(config.parse(["--data", "../x/cifar10/train"])) == (
         "runs/alexnet_cifar10_cifar")  # the variant's own recipe, fast
     assert config.default_workdir(config.parse(["--recipe", "long"])) == (

@@ -352,7 +352,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python ui/app.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", metavar="DIR", help="export version dir or model base dir "
-                                        "(default: the newest under saved_models/)")
+                                        "(default: the newest under ./saved_models/ or the repo's)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=7860, help="default 7860")
@@ -360,7 +360,8 @@ def main(argv=None):
                         help="also publish a public *.gradio.live link (off by default)")
     args = parser.parse_args(argv)
 
-    path = args.model or newest_export(REPO / "saved_models")
+    # Training exports to saved_models/ where it ran: here, or (the usual case) the repo.
+    path = args.model or newest_export(pathlib.Path("saved_models"), REPO / "saved_models")
     classifier = None
     if path is None:
         print(TRAIN_HINT)
