@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import data as data_lib, distribute
+from alexnet_tf.config import PRECISIONS
 from alexnet_tf.export import export_model
 from alexnet_tf.inference import Classifier
-from alexnet_tf.config import PRECISIONS
 from alexnet_tf.model import VARIANTS, build_model, count_flops, default_image_size, layer_flops
 
 

@@ -161,6 +161,7 @@ def resolve(config):
     recipe = config.recipe or DEFAULT_RECIPE[config.variant]
     if recipe not in RECIPES:
         raise ConfigError(f"Unknown recipe '{recipe}'; known: {', '.join(RECIPES)}")
+    asked_warmup = config.warmup_epochs
     filled = {k: v for k, v in RECIPES[recipe].items() if getattr(config, k) is None}
     config = dataclasses.replace(config, recipe=recipe, **filled)
     for name, choices in [("precision", PRECISIONS), ("schedule", SCHEDULES),
@@ -173,8 +174,10 @@ def resolve(config):
         value = getattr(config, name)
         if value is not None and not (math.isfinite(value) and check(value)):
             raise ConfigError(f"--{name.replace('_', '-')} must be {what}; got {value}")
-    if config.warmup_epochs and config.schedule != "cosine":  # only the cosine one warms up
-        raise ConfigError(f"--warmup-epochs needs --schedule cosine; got '{config.schedule}'")
+    if config.schedule != "cosine":  # only the cosine schedule warms up
+        if asked_warmup:
+            raise ConfigError(f"--warmup-epochs needs --schedule cosine; got '{config.schedule}'")
+        config = dataclasses.replace(config, warmup_epochs=0)  # the recipe's, for its cosine
     return config
 
 

@@ -160,17 +160,21 @@ def main(argv=None):
         class_names = labels.read_text().splitlines()  # the last line may lack its newline
         config = json.loads((run_dir / "config.json").read_text()) if (
             run_dir / "config.json").is_file() else {}
+        config.pop("overwrite", None)  # older runs saved the flag; it is no part of a run
         export_dir = args.export_dir or config.get("export_dir")
         if not export_dir:
             raise ValueError("no --export-dir given and no config.json beside the checkpoint")
-        model = keras.saving.load_model(checkpoint)
+        try:
+            model = keras.saving.load_model(checkpoint)
+        except (ValueError, KeyError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{checkpoint} is not a readable .keras model ({error})") from None
         if model.output.shape[-1] != len(class_names):
             raise ValueError(f"{labels} has {len(class_names)} classes, the model "
                              f"{model.output.shape[-1]} outputs")
         crop_fraction = geometry_for(int(model.input.shape[1])).crop_fraction
         version = export_model(model, export_dir, class_names=class_names,
                                crop_fraction=crop_fraction, metadata={"config": config})
-    except (ValueError, OSError, zipfile.BadZipFile) as error:  # BadZipFile: not a .keras file
+    except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Exported {checkpoint} to {version}")

@@ -55,7 +55,8 @@ class Classifier:
         metadata = self.path / "assets" / "metadata.json"
         try:
             self.metadata = json.loads(metadata.read_text()) if metadata.is_file() else {}
-        except ValueError as error:
+            self.metadata.get("image_size")
+        except (ValueError, AttributeError) as error:  # not JSON, or not a JSON object
             raise ModelNotFound(f"{metadata} is unreadable: {error}") from None
         labels = self.path / "assets" / "labels.txt"
         self.class_names = labels.read_text().splitlines() if labels.is_file() else []

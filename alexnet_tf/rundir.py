@@ -23,7 +23,8 @@ def prepare(cfg, workdir):
         try:
             changed = config.differences(json.loads(saved.read_text()), cfg)
         except (ValueError, AttributeError) as error:  # not JSON, or not an object
-            raise RunError(f"{saved} is unreadable ({error}): --overwrite starts afresh") from None
+            raise RunError(f"{saved} is unreadable ({error}): delete it to resume the run, or "
+                           "use --overwrite to start afresh") from None
         if changed:
             raise RunError(f"{workdir} holds a run with a different config ({', '.join(changed)}"
                            "): use another --workdir, or --overwrite to start fresh")

@@ -155,6 +155,8 @@ def test_config_flags_file_and_recipes(tmp_path):
     assert (cfg.variant, cfg.recipe, cfg.lr, cfg.flip, cfg.batch_size, cfg.l2) == (
         "paper", "paper", 0.1, False, 128, 2.5e-4)
     assert config.parse(["--variant", "seed"]).optimizer == "adam"
+    # The recipe's warm-up goes with its cosine; only an asked-for one with another is an error.
+    assert config.parse(["--schedule", "plateau"]).warmup_epochs == 0
     long = config.parse(["--recipe", "long"])
     assert long.epochs == 90 and long == dataclasses.replace(
         config.parse([]), recipe="long", epochs=90)
