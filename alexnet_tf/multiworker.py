@@ -113,7 +113,10 @@ def fit(model, strategy, train_ds, val_ds, *, epochs, steps_per_epoch, callbacks
     """`model.fit(train_ds, validation_data=val_ds, epochs=..., callbacks=...)` for
     MultiWorkerMirroredStrategy. `train_ds` yields global batches (sharded here by
     `strategy.experimental_distribute_dataset`). Returns the `keras.callbacks.History`."""
-    train_dist = strategy.experimental_distribute_dataset(train_ds)
+    # Repeated: steps_per_epoch is counted from the files, and a streamed split that skipped
+    # unreadable ones runs short (fit stops such an epoch early; here that is OutOfRange). Each
+    # epoch's new iterator starts a new pass, so a full-length split is read as before.
+    train_dist = strategy.experimental_distribute_dataset(train_ds.repeat())
     val_dist = strategy.experimental_distribute_dataset(val_ds) if val_ds is not None else None
     with strategy.scope():
         # What fit does first: create the compiled loss/metric and optimiser variables

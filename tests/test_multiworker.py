@@ -204,3 +204,21 @@ def _alive(pid):
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_the_loop_repeats_a_stream_shorter_than_steps_per_epoch():
+    # steps_per_epoch is counted from the files; a streamed (--no-cache) split that skipped
+    # unreadable ones has fewer batches. The loop must not fail with OutOfRange in the last step.
+    import keras
+    from alexnet_tf.model import build_model
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = build_model("cifar", num_classes=2, image_size=16)
+        model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    images = np.zeros((24, 16, 16, 3), np.float32)
+    labels = np.tile(np.eye(2, dtype=np.float32), (12, 1))
+    three_batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    multiworker.fit(model, strategy, three_batches, None, epochs=2, steps_per_epoch=4,
+                    callbacks=[], verbose=0)
+    assert int(model.optimizer.iterations) == 8
