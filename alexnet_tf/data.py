@@ -189,7 +189,8 @@ def _load_folder(root, geometry, val_fraction, seed, limit, cache, wanted):
     splits = {name: _decode_files(files, geometry.load_size, cache, name, bad)
               for name, files in [("train", train_files), ("val", val_files), ("test", test_files)]
               if files is not None and name in wanted}
-    return Data(folder_name(root), class_names, splits.get("train"), splits.get("val"), splits.get("test"), bad)
+    return Data(folder_name(root), class_names, splits.get("train"), splits.get("val"),
+                splits.get("test"), bad)
 
 
 def _scan(folder, expected_classes=None):

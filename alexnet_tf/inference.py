@@ -55,9 +55,10 @@ class Classifier:
         metadata = self.path / "assets" / "metadata.json"
         try:
             self.metadata = json.loads(metadata.read_text()) if metadata.is_file() else {}
-            self.metadata.get("image_size")
-        except (ValueError, AttributeError) as error:  # not JSON, or not a JSON object
+        except ValueError as error:
             raise ModelNotFound(f"{metadata} is unreadable: {error}") from None
+        if not isinstance(self.metadata, dict):
+            raise ModelNotFound(f"{metadata} is unreadable: not a JSON object")
         labels = self.path / "assets" / "labels.txt"
         self.class_names = labels.read_text().splitlines() if labels.is_file() else []
         self.image_size = self.metadata.get("image_size")

@@ -21,10 +21,13 @@ def prepare(cfg, workdir):
         shutil.rmtree(workdir)
     elif saved.is_file():
         try:
-            changed = config.differences(json.loads(saved.read_text()), cfg)
-        except (ValueError, AttributeError) as error:  # not JSON, or not an object
-            raise RunError(f"{saved} is unreadable ({error}): delete it to resume the run, or "
-                           "use --overwrite to start afresh") from None
+            old = json.loads(saved.read_text())
+        except ValueError as error:
+            old = error
+        if not isinstance(old, dict):  # cut off mid-write by an older version, or edited
+            raise RunError(f"{saved} is unreadable ({old}): delete it to resume the run, or "
+                           "use --overwrite to start afresh")
+        changed = config.differences(old, cfg)
         if changed:
             raise RunError(f"{workdir} holds a run with a different config ({', '.join(changed)}"
                            "): use another --workdir, or --overwrite to start fresh")
