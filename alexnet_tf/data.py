@@ -317,11 +317,12 @@ def _load_synthetic(geometry, seed, limit):
     """Ten classes of coloured gratings at class-specific angles, with random phase and noise."""
     class_names = tuple(f"pattern{k}" for k in range(10))
     sizes = dict(SYNTHETIC_SIZES, train=limit or SYNTHETIC_SIZES["train"])
-    rng = np.random.default_rng(seed)
     size = geometry.load_size
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     splits = {}
-    for name, count in sizes.items():
+    for index, (name, count) in enumerate(sizes.items()):
+        # A generator per split: val and test stay the same images whatever --limit is.
+        rng = np.random.default_rng([seed, index])
         labels = rng.integers(0, 10, count).astype(np.int32)
         angle = labels * np.pi / 10 + rng.normal(0, 0.05, count)
         phase = rng.uniform(0, 2 * np.pi, count)

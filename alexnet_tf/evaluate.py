@@ -90,9 +90,12 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
     parser.add_argument("--plot", metavar="PNG", default="confusion_matrix.png",
                         help="confusion-matrix image (default: %(default)s)")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="as used in training, to rebuild the same held-out split")
-    parser.add_argument("--seed", type=int, default=0, help="as used in training")
+    # The held-out split is rebuilt from these: a different seed or fraction than training's
+    # would put trained-on images into it and inflate the figures.
+    parser.add_argument("--val-fraction", type=float, default=None,
+                        help="default: the training run's, from the export's metadata (else 0.1)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="default: the training run's, from the export's metadata (else 0)")
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     try:
@@ -103,8 +106,11 @@ def main(argv=None):
                                      round(classifier.image_size / classifier.metadata.get(
                                          "crop_fraction", 1.0)),
                                      data_lib.geometry_for(classifier.image_size).crop)
+        trained = classifier.metadata.get("config") or {}
+        val_fraction = _first(args.val_fraction, trained.get("val_fraction"), 0.1)
+        seed = _first(args.seed, trained.get("seed"), 0)
         load = functools.partial(data_lib.load, args.data, image_size=classifier.image_size,
-                                 val_fraction=args.val_fraction, seed=args.seed)
+                                 val_fraction=val_fraction, seed=seed)
         split = args.split
         dataset = load(splits=(split,))
         if split == "test" and dataset.test is None:
@@ -132,6 +138,10 @@ def main(argv=None):
         pathlib.Path(args.json).write_text(json.dumps(metrics, indent=2))
         print(f"Metrics: {args.json}")
     return 0
+
+
+def _first(*values):
+    return next(value for value in values if value is not None)
 
 
 if __name__ == "__main__":

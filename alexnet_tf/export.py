@@ -30,11 +30,15 @@ TOP_K = 5
 WARMUP_RECORDS = 3
 
 
-def export_model(model, export_dir, *, class_names, crop_fraction=1.0, metadata=None):
-    """Writes the next version under `export_dir` atomically; returns its path."""
+def export_model(model, export_dir, *, class_names, crop_fraction=None, metadata=None):
+    """Writes the next version under `export_dir` atomically; returns its path.
+
+    `crop_fraction` defaults to the one training and evaluation use at the model's size."""
     base = pathlib.Path(export_dir)
     base.mkdir(parents=True, exist_ok=True)
     image_size = int(model.input.shape[1])
+    if crop_fraction is None:
+        crop_fraction = geometry_for(image_size).crop_fraction
     # A dot-name is not an integer version: TF Serving ignores it until the final rename.
     staging = base / f".staging-{uuid.uuid4().hex}"
     try:
@@ -141,6 +145,13 @@ def _write_warmup(path, image_size):
             writer.write(log.SerializeToString())
 
 
+def _load_error(error):
+    """Keras' load errors run over many lines; the cause is in the last, before its config dump."""
+    lines = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+    cause = lines[-1].removeprefix("Exception encountered: ").split(" Full object config")[0]
+    return cause if len(cause) <= 300 else cause[:297] + "..."
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m alexnet_tf.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,20 +171,23 @@ def main(argv=None):
         class_names = labels.read_text().splitlines()  # the last line may lack its newline
         config = json.loads((run_dir / "config.json").read_text()) if (
             run_dir / "config.json").is_file() else {}
+        if not isinstance(config, dict):
+            raise ValueError(f"{run_dir / 'config.json'} is not a JSON object")
         config.pop("overwrite", None)  # older runs saved the flag; it is no part of a run
         export_dir = args.export_dir or config.get("export_dir")
         if not export_dir:
             raise ValueError("no --export-dir given and no config.json beside the checkpoint")
         try:
             model = keras.saving.load_model(checkpoint)
-        except (ValueError, KeyError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{checkpoint} is not a readable .keras model ({error})") from None
+        # A layer Keras cannot find (a model from another project) is a TypeError.
+        except (ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{checkpoint} is not a readable .keras model "
+                             f"({_load_error(error)})") from None
         if model.output.shape[-1] != len(class_names):
             raise ValueError(f"{labels} has {len(class_names)} classes, the model "
                              f"{model.output.shape[-1]} outputs")
-        crop_fraction = geometry_for(int(model.input.shape[1])).crop_fraction
         version = export_model(model, export_dir, class_names=class_names,
-                               crop_fraction=crop_fraction, metadata={"config": config})
+                               metadata={"config": config})
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

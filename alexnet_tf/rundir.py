@@ -14,12 +14,13 @@ class RunError(Exception):
     """A problem with the run's setup, reported as one line."""
 
 
-def prepare(cfg, workdir):
-    """Resume only the same run; --overwrite starts fresh. Call `record` once training starts."""
+def check(cfg, workdir):
+    """Resume only the same run. With --overwrite nothing is checked, and nothing is deleted
+    yet: `start` does that once every other check has passed."""
     saved = workdir / "config.json"
-    if cfg.overwrite and workdir.exists():
-        shutil.rmtree(workdir)
-    elif saved.is_file():
+    if cfg.overwrite:
+        return
+    if saved.is_file():
         try:
             old = json.loads(saved.read_text())
         except ValueError as error:
@@ -34,6 +35,14 @@ def prepare(cfg, workdir):
         if (workdir / "metrics.json").is_file():
             raise RunError(f"{workdir} holds a finished run: use --overwrite to train again")
         print(f"Resuming the run in {workdir}")
+
+
+def start(cfg, workdir):
+    """Makes the workdir, emptied first with --overwrite. Called after the checks (flags, data)
+    so that a command refused with a one-line error never costs the run it would replace.
+    Call `record` once training starts."""
+    if cfg.overwrite and workdir.exists():
+        shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
 
 

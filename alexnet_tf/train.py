@@ -55,7 +55,7 @@ def train(cfg):
         multiworker.remove_scratch(workdir)
         print(f"Worker {task.index} of {task.num_workers} (not the chief): scratch outputs in "
               f"{workdir.parent}")
-    rundir.prepare(cfg, workdir)
+    rundir.check(cfg, workdir)
 
     # -- Strategy and precision -----------------------------------------------------------
     strategy, strategy_why = distribute.choose_strategy(cfg.cpu_replicas)
@@ -81,20 +81,23 @@ def train(cfg):
     tf.keras.utils.set_random_seed(cfg.seed)
     data = data_lib.load(cfg.data, image_size=image_size, val_fraction=cfg.val_fraction,
                          seed=cfg.seed, limit=cfg.limit, cache=cfg.cache)
+    class_names = data.class_names
+    if cfg.lighting and cfg.pca == "data" and data.train.images is None:
+        raise RunError("--pca data needs the training images in memory, and they are streamed "
+                       + ("(drop --no-cache)" if not cfg.cache else
+                          "(the split is over the in-memory cache limit): use --pca imagenet"))
+    steps_per_epoch = data.train.size // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise RunError(f"{data.train.size} training images make no batch of {cfg.batch_size}")
+    rundir.start(cfg, workdir)  # every check has passed: only now may --overwrite delete
     # The list is this start's: one left by an earlier start (files fixed since) would mislead.
     (workdir / "bad_files.txt").unlink(missing_ok=True)
     data_lib.write_bad_files(data.bad_files, workdir / "bad_files.txt")
-    class_names = data.class_names
     (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
     geometry = data_lib.geometry_for(image_size)
     eigval, eigvec = augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC
     if cfg.lighting and cfg.pca == "data":
-        if data.train.images is None:
-            raise RunError("--pca data needs the training images in memory (drop --no-cache)")
         eigval, eigvec = augment.pca_from_images(data.train.images, seed=cfg.seed)
-    steps_per_epoch = data.train.size // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise RunError(f"{data.train.size} training images make no batch of {cfg.batch_size}")
     train_ds = data_lib.train_pipeline(
         data.train, geometry, batch_size=cfg.batch_size, num_classes=len(class_names),
         seed=cfg.seed, flip=cfg.flip, lighting_std=cfg.lighting, eigval=eigval, eigvec=eigvec)
@@ -134,7 +137,13 @@ def train(cfg):
         schedule=schedule if isinstance(schedule, budget.FittedCosineDecay) else None,
         steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs, marker=budget_reached)
     callbacks = [
-        clock,  # first: it adds `minutes` to the logs the others see
+        # With --schedule plateau: divide by 10 when validation accuracy stops improving, three
+        # times at most (section 5). Ahead of the rest, so the backup holds a cut and the
+        # clock logs the rate the next epoch uses.
+        *([keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.1,
+                                             patience=4, min_lr=cfg.lr * 1e-3)]
+          if cfg.schedule == "plateau" else []),
+        clock,  # it adds `minutes` to the logs the ones below see
         # Resume after a crash or kill: the same command continues at the next epoch.
         # The backup outlives `fit` until the export is written: a crash in evaluation or
         # export resumes after the last epoch instead of training again.
@@ -150,10 +159,6 @@ def train(cfg):
         keras.callbacks.TensorBoard(str(workdir / "tensorboard")),
         keras.callbacks.TerminateOnNaN(),
     ]
-    if cfg.schedule == "plateau":
-        # Divide by 10 when validation accuracy stops improving, three times at most (section 5).
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_accuracy", mode="max", factor=0.1, patience=4, min_lr=cfg.lr * 1e-3))
     rundir.record(cfg, workdir)
     epochs = cfg.epochs
     if clock.budget_used_up_at:

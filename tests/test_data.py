@@ -52,6 +52,9 @@ def test_only_the_splits_asked_for_are_decoded(tmp_path):
     assert val_only.train is None and val_only.test is None
     np.testing.assert_array_equal(val_only.val.images, full.val.images)  # the same held-out images
     assert data.load("synthetic", image_size=16, limit=8, splits=("test",)).val is None
+    # evaluate loads synthetic data without the training run's --limit: the same val images.
+    np.testing.assert_array_equal(data.load("synthetic", image_size=16, limit=8).val.images,
+                                  data.load("synthetic", image_size=16).val.images)
     with pytest.raises(ValueError, match="validation"):
         data.load(str(root), image_size=16, splits=("validation",))
 

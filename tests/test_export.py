@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import zipfile
 
 import keras
 import numpy as np
@@ -144,6 +145,47 @@ def test_export_cli_from_checkpoint(tmp_path):
                          "--export-dir", tmp_path / "out")
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines()[-1].startswith("error: checkpoint not found")
+    # A model whose layers Keras cannot find (another project's), and a config.json that is
+    # JSON but no object: one line each, not a traceback.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    with zipfile.ZipFile(tmp_path / "best.keras") as source, \
+            zipfile.ZipFile(foreign / "best.keras", "w") as target:
+        for item in source.infolist():
+            content = source.read(item)
+            if item.filename == "config.json":
+                content = content.replace(b"LocalResponseNormalization", b"NoSuchLayer")
+            target.writestr(item, content)
+    (foreign / "labels.txt").write_text("a\nb\n")
+    (tmp_path / "config.json").write_text("[1, 2]")
+    for checkpoint in (foreign / "best.keras", tmp_path / "best.keras"):
+        result = run_module("alexnet_tf.export", "--checkpoint", checkpoint,
+                            "--export-dir", tmp_path / "out")
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_evaluate_rebuilds_the_training_runs_split(tmp_path, monkeypatch, capsys):
+    """Another seed or fraction would hold out images the model trained on."""
+    from alexnet_tf import data as data_lib, evaluate
+
+    model = build_model("cifar", num_classes=3, image_size=16)
+    version = export.export_model(model, tmp_path / "m", class_names=CLASSES,
+                                  metadata={"config": {"seed": 1, "val_fraction": 0.2}})
+    seen = []
+
+    def load(data, **kwargs):  # records what evaluate asks for, then stops it
+        seen.append(kwargs)
+        raise data_lib.DataError("recorded")
+
+    monkeypatch.setattr(data_lib, "load", load)
+    for flags, expected in (([], (1, 0.2)), (["--seed", "3"], (3, 0.2)),
+                            (["--val-fraction", "0.5"], (1, 0.5))):
+        assert evaluate.main(["--model", str(version), "--data", "x", *flags]) == 2
+        assert (seen[-1]["seed"], seen[-1]["val_fraction"]) == expected
+    bare = export.export_model(model, tmp_path / "bare", class_names=CLASSES)  # no config
+    assert evaluate.main(["--model", str(bare), "--data", "x"]) == 2
+    assert (seen[-1]["seed"], seen[-1]["val_fraction"]) == (0, 0.1)
 
 
 def test_evaluate_and_predict_commands(exported, tmp_path):

@@ -64,6 +64,11 @@ def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     assert "different config (lr" in capsys.readouterr().err
     assert train.main(args + ["--overwrite"]) == 0
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["1", "2"]
+    # An --overwrite that a later check refuses costs nothing: the old run stays whole.
+    capsys.readouterr()
+    assert train.main(args + ["--overwrite", "--batch-size", "4096"]) == 2
+    assert "make no batch of 4096" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.json").is_file()
     # That run's config.json, given back, is the same run (finished): --overwrite isn't in it.
     saved = tmp_path / "run" / "config.json"
     capsys.readouterr()
@@ -108,6 +113,18 @@ def test_a_diverging_run_stops_with_one_line_and_no_export(tmp_path, capsys):
         assert len(err) == 1 and "NaN or infinite" in err[0] and "--overwrite" in err[0]
         assert not (tmp_path / "export").exists()
         assert not (tmp_path / "w" / "metrics.json").exists()
+
+
+def test_a_plateau_cut_is_in_the_row_of_the_epoch_that_made_it(tmp_path):
+    # lr 1e-9 leaves the weights, so validation accuracy, unchanged: after 4 epochs without
+    # improvement (epochs 2-5) the rate is cut, and history.csv shows the rate the next uses.
+    assert train.main(["--data", "synthetic", "--limit", "64", "--epochs", "5", "--batch-size",
+                       "32", "--schedule", "plateau", "--lr", "1e-9", "--workdir",
+                       str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
+                       "--verbose", "0", "--precision", "float32"]) == 0
+    with open(tmp_path / "w" / "history.csv") as f:
+        rates = [float(row["learning_rate"]) for row in csv.DictReader(f)]
+    assert rates == pytest.approx([1e-9] * 4 + [1e-10])
 
 
 def test_a_run_that_never_started_does_not_block_the_corrected_command(capsys, tmp_path):
