@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from alexnet_tf import data as data_lib
+from alexnet_tf import config, data as data_lib
 from alexnet_tf import plots
 from alexnet_tf.inference import Classifier, ModelNotFound
 
@@ -106,9 +106,11 @@ def main(argv=None):
                                      round(classifier.image_size / classifier.metadata.get(
                                          "crop_fraction", 1.0)),
                                      data_lib.geometry_for(classifier.image_size).crop)
-        trained = classifier.metadata.get("config") or {}
-        val_fraction = _first(args.val_fraction, trained.get("val_fraction"), 0.1)
-        seed = _first(args.seed, trained.get("seed"), 0)
+        trained = classifier.metadata.get("config")
+        trained = trained if isinstance(trained, dict) else {}
+        val_fraction = _first(args.val_fraction, _recorded(trained, "val_fraction", (int, float)),
+                              0.1)
+        seed = _first(args.seed, _recorded(trained, "seed", int), 0)
         load = functools.partial(data_lib.load, args.data, image_size=classifier.image_size,
                                  val_fraction=val_fraction, seed=seed)
         split = args.split
@@ -116,6 +118,10 @@ def main(argv=None):
         if split == "test" and dataset.test is None:
             print(f"{args.data} has no test split: evaluating on the validation split")
             split = "val"
+        if split == "val" and not _same_source(trained.get("data"), args.data):
+            print(f"warning: the model was trained on {trained['data']}: a validation split "
+                  f"carved from {args.data} may hold images it trained on")
+        if split != args.split:
             dataset = load(splits=(split,))
         metrics = evaluate_export(classifier, getattr(dataset, split), geometry,
                                   dataset.class_names, batch_size=args.batch_size,
@@ -142,6 +148,20 @@ def main(argv=None):
 
 def _first(*values):
     return next(value for value in values if value is not None)
+
+
+def _recorded(trained, key, kind):
+    """A value the training run recorded, if it is one (metadata.json can be edited by hand)."""
+    value = trained.get(key)
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+
+def _same_source(trained_on, data):
+    """True unless the export names another --data (unknown counts as the same)."""
+    if not isinstance(trained_on, str) or trained_on == data:
+        return True
+    return config.is_folder(trained_on) and config.is_folder(data) and (
+        pathlib.Path(trained_on).resolve() == pathlib.Path(data).resolve())
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import types
 import zipfile
 
 import keras
@@ -170,22 +171,30 @@ def test_evaluate_rebuilds_the_training_runs_split(tmp_path, monkeypatch, capsys
     from alexnet_tf import data as data_lib, evaluate
 
     model = build_model("cifar", num_classes=3, image_size=16)
-    version = export.export_model(model, tmp_path / "m", class_names=CLASSES,
-                                  metadata={"config": {"seed": 1, "val_fraction": 0.2}})
     seen = []
 
-    def load(data, **kwargs):  # records what evaluate asks for, then stops it
+    def load(data, splits, **kwargs):  # records what evaluate asks for: no test split, then stop
         seen.append(kwargs)
+        if splits == ("test",):
+            return types.SimpleNamespace(test=None)
         raise data_lib.DataError("recorded")
 
+    def evaluated(metadata, *flags, data="cifar10"):
+        version = export.export_model(model, tmp_path / "m", class_names=CLASSES,
+                                      metadata=metadata)
+        assert evaluate.main(["--model", str(version), "--data", data, *flags]) == 2
+        return seen[-1]["seed"], seen[-1]["val_fraction"]
+
     monkeypatch.setattr(data_lib, "load", load)
-    for flags, expected in (([], (1, 0.2)), (["--seed", "3"], (3, 0.2)),
-                            (["--val-fraction", "0.5"], (1, 0.5))):
-        assert evaluate.main(["--model", str(version), "--data", "x", *flags]) == 2
-        assert (seen[-1]["seed"], seen[-1]["val_fraction"]) == expected
-    bare = export.export_model(model, tmp_path / "bare", class_names=CLASSES)  # no config
-    assert evaluate.main(["--model", str(bare), "--data", "x"]) == 2
-    assert (seen[-1]["seed"], seen[-1]["val_fraction"]) == (0, 0.1)
+    trained = {"config": {"seed": 1, "val_fraction": 0.2, "data": "cifar10"}}
+    assert evaluated(trained) == (1, 0.2)
+    assert evaluated(trained, "--seed", "3") == (3, 0.2)
+    assert evaluated(trained, "--val-fraction", "0.5") == (1, 0.5)
+    assert "warning" not in capsys.readouterr().out
+    for unusable in (None, {"config": [1]}, {"config": {"seed": "1", "val_fraction": True}}):
+        assert evaluated(unusable) == (0, 0.1)  # hand-edited or absent: the defaults
+    evaluated(trained, data=str(tmp_path))  # a folder's val split, for a tfds-trained model
+    assert "warning: the model was trained on cifar10" in capsys.readouterr().out
 
 
 def test_evaluate_and_predict_commands(exported, tmp_path):
@@ -233,8 +242,8 @@ def test_evaluate_export_matches_keras_when_cropping(tmp_path):
     model = build_model("cifar", num_classes=10, image_size=72)
     geometry = data_lib.geometry_for(72)
     assert geometry.crop_fraction < 1
-    version = export.export_model(model, tmp_path, class_names=[f"pattern{k}" for k in range(10)],
-                                  crop_fraction=geometry.crop_fraction)
+    # No crop_fraction given: export_model takes the one training uses at this size.
+    version = export.export_model(model, tmp_path, class_names=[f"pattern{k}" for k in range(10)])
     d = data_lib.load("synthetic", image_size=72, limit=16)
     by_keras = evaluate.predict_split(
         lambda x: tf.nn.softmax(model(x)), data_lib.eval_pipeline(d.val, geometry, batch_size=64))

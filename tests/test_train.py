@@ -127,6 +127,21 @@ def test_a_plateau_cut_is_in_the_row_of_the_epoch_that_made_it(tmp_path):
     assert rates == pytest.approx([1e-9] * 4 + [1e-10])
 
 
+def test_pca_data_needs_the_training_images_in_memory(tmp_path, monkeypatch, capsys):
+    from alexnet_tf import data as data_lib
+
+    folder = write_image_folder(tmp_path / "pets", per_class=4)
+    args = ["--data", str(folder), "--lighting", "0.1", "--pca", "data",
+            "--workdir", str(tmp_path / "w")]
+    assert train.main(args + ["--no-cache"]) == 2
+    assert "(drop --no-cache)" in capsys.readouterr().err
+    monkeypatch.setattr(data_lib, "CACHE_LIMIT_BYTES", 0)  # as if the split were too large
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "over the in-memory cache limit" in err[0]
+    assert not (tmp_path / "w").exists()  # refused before the workdir is made
+
+
 def test_a_run_that_never_started_does_not_block_the_corrected_command(capsys, tmp_path):
     base = ["--data", "synthetic", "--variant", "paper", "--workdir", str(tmp_path / "w")]
     assert train.main(base + ["--image-size", "50"]) == 2
