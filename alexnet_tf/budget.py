@@ -13,24 +13,32 @@ import keras
 
 @keras.saving.register_keras_serializable(package="alexnet_tf")
 class FittedCosineDecay(keras.optimizers.schedules.CosineDecay):
-    """Keras' CosineDecay (with its linear warm-up) whose `decay_steps` lives in a variable, so
-    `fit_to` can move the end of the schedule during `fit` without retracing the train step."""
+    """Keras' CosineDecay (with its linear warm-up) whose `decay_steps` and `warmup_steps` live
+    in variables, so `fit_to` can move the end of the schedule during `fit` without retracing
+    the train step."""
 
-    def __init__(self, initial_learning_rate, decay_steps, **kwargs):
-        super().__init__(initial_learning_rate, decay_steps, **kwargs)
+    def __init__(self, initial_learning_rate, decay_steps, warmup_steps=0, **kwargs):
+        super().__init__(initial_learning_rate, decay_steps, warmup_steps=warmup_steps, **kwargs)
+        self.planned_warmup_steps = warmup_steps
         self.decay_steps = keras.Variable(float(decay_steps), dtype="float32", trainable=False,
                                           name="decay_steps")
+        self.warmup_steps = keras.Variable(float(warmup_steps), dtype="float32", trainable=False,
+                                           name="warmup_steps")
 
     def fit_to(self, total_steps):
-        """Ends the decay at `total_steps` (warm-up included)."""
-        self.decay_steps.assign(float(max(1, total_steps - self.warmup_steps)))
+        """Ends the decay at `total_steps` (warm-up included). The warm-up keeps its length up
+        to a fifth of the steps (train's rule), so a short plan still anneals to 0."""
+        warmup = min(self.planned_warmup_steps, total_steps // 5)
+        self.warmup_steps.assign(float(warmup))
+        self.decay_steps.assign(float(max(1, total_steps - warmup)))
 
     @property
     def total_steps(self):
-        return int(self.decay_steps.numpy()) + self.warmup_steps
+        return int(self.decay_steps.numpy()) + int(self.warmup_steps.numpy())
 
     def get_config(self):
-        return {**super().get_config(), "decay_steps": int(self.decay_steps.numpy())}
+        return {**super().get_config(), "decay_steps": int(self.decay_steps.numpy()),
+                "warmup_steps": int(self.warmup_steps.numpy())}
 
 
 class TrainingClock(keras.callbacks.Callback):
@@ -41,7 +49,8 @@ class TrainingClock(keras.callbacks.Callback):
     With a `budget` (minutes) it stops before an epoch that would end past it, projected from
     the last epoch. Given a FittedCosineDecay `schedule` too, after every epoch it plans
     the epochs the budget holds at the mean pace so far (at most `max_epochs`), fits the
-    schedule to them and stops when they are done. The warm-up keeps its length.
+    schedule to them and stops when they are done. The warm-up keeps its length, up to a fifth
+    of the planned steps.
 
     When it stops training it writes the epoch count to the file `marker` (if given) at once,
     before the callbacks after it back the epoch up. A resumed run whose marker exists has

@@ -150,8 +150,10 @@ HELP = {
     "verbose": "Keras progress: auto, 0, 1 (a bar) or 2 (a line per epoch)",
 }
 
-# Fields that say where outputs go or how chatty a run is; changing them is the same run.
-NOT_PART_OF_THE_RUN = ("workdir", "export_dir", "overwrite", "verbose", "tta")
+# Fields that say where outputs go, how chatty a run is or how it keeps its data and compiles
+# its step; changing them is the same run (a run killed for memory may resume with --no-cache).
+NOT_PART_OF_THE_RUN = ("workdir", "export_dir", "overwrite", "verbose", "tta", "cache",
+                       "jit_compile")
 
 
 def resolve(config):
@@ -191,7 +193,8 @@ _RANGES = {
     "lr": _POSITIVE, "time_budget": _POSITIVE, "val_fraction": _FRACTION,
     "momentum": _FRACTION, "dropout": _FRACTION, "label_smoothing": _FRACTION, "ema": _FRACTION,
     "l2": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "warmup_epochs": _NON_NEGATIVE,
-    "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE, "seed": _NON_NEGATIVE,
+    "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE,
+    "seed": (lambda v: 0 <= v < 2**32, "between 0 and 2**32 - 1"),  # NumPy's seed range
 }
 
 
@@ -223,7 +226,7 @@ def parse(argv=None):
 def load_json(path):
     try:
         values = json.loads(pathlib.Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not text at all
         raise ConfigError(f"Cannot read config file {path}: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a JSON object of config keys")

@@ -68,8 +68,10 @@ def parse(argv):
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    if args.port_base != "auto" and not args.port_base.isdigit():
-        parser.error(f"--port-base must be 'auto' or a port number, got {args.port_base!r}")
+    if args.port_base != "auto" and not (args.port_base.isdigit() and
+                                         1 <= int(args.port_base) <= 65536 - args.workers):
+        parser.error(f"--port-base must be 'auto' or a port number with room for "
+                     f"{args.workers} ports (up to {65536 - args.workers}), got {args.port_base!r}")
     if args.args[:1] == ["--"]:
         args.args = args.args[1:]
     return args

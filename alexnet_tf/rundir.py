@@ -18,6 +18,8 @@ def check(cfg, workdir):
     """Resume only the same run. With --overwrite nothing is checked, and nothing is deleted
     yet: `start` does that once every other check has passed."""
     saved = workdir / "config.json"
+    if workdir.exists() and not workdir.is_dir():
+        raise RunError(f"--workdir {workdir} is a file, not a folder")
     if cfg.overwrite:
         return
     if saved.is_file():

@@ -147,7 +147,9 @@ def train(cfg):
         # Resume after a crash or kill: the same command continues at the next epoch.
         # The backup outlives `fit` until the export is written: a crash in evaluation or
         # export resumes after the last epoch instead of training again.
-        keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False),
+        # double_checkpoint: a kill mid-save leaves the previous epoch's backup to resume from.
+        keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False,
+                                         double_checkpoint=True),
         # With --ema: validation and the callbacks below it see the averaged weights; the
         # backup above still holds the raw ones, so a resumed run trains on from those. Any
         # callback that stops training must come above it (see SwapEMAWeights).
@@ -168,13 +170,17 @@ def train(cfg):
         epochs = clock.budget_used_up_at
         print(f"The run's time budget ran out after epoch {epochs}: training no further")
     fit_started = time.time()
-    if task is None:
-        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                            callbacks=callbacks, verbose=_verbose(cfg.verbose), shuffle=False)
-    else:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)
-        history = multiworker.fit(model, strategy, train_ds, val_ds, epochs=epochs,
-                                  steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                                  verbose=_verbose(cfg.verbose))
+    try:
+        if task is None:
+            history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
+                                callbacks=callbacks, verbose=_verbose(cfg.verbose), shuffle=False)
+        else:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)
+            history = multiworker.fit(model, strategy, train_ds, val_ds, epochs=epochs,
+                                      steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                                      verbose=_verbose(cfg.verbose))
+    except OSError as error:  # a full disk, or a backup damaged beyond its previous copy
+        raise RunError(f"{error}; if {workdir / 'backup'} is damaged, delete it to train "
+                       "again from the start") from None
     fit_seconds = time.time() - fit_started
     losses = history.history.get("loss", [])
     # TerminateOnNaN stops a run too; a NaN in the epoch the budget ran out is still a NaN.

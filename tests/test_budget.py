@@ -25,6 +25,17 @@ def test_fitted_cosine_matches_keras_until_moved_and_then_ends_at_the_new_end():
     assert float(lr_at(tf.constant(5))) == pytest.approx(0.05, abs=1e-6)  # warm-up unchanged
 
 
+def test_a_plan_shorter_than_five_warmups_shortens_the_warmup_and_still_anneals():
+    schedule = budget.FittedCosineDecay(0.0, decay_steps=50, warmup_target=1.0, warmup_steps=50)
+    lr_at = tf.function(schedule)
+    schedule.fit_to(30)  # the budget holds 30 steps: warm-up 6 (a fifth), decay 24
+    assert schedule.total_steps == 30
+    assert float(lr_at(tf.constant(3))) == pytest.approx(0.5, abs=1e-6)
+    assert float(lr_at(tf.constant(29))) < 0.01
+    schedule.fit_to(1000)  # a longer plan gets the whole warm-up back
+    assert float(lr_at(tf.constant(25))) == pytest.approx(0.5, abs=1e-6)
+
+
 def test_fitted_cosine_config_is_its_constructor_arguments_with_the_current_end():
     schedule = cosine()
     schedule.fit_to(60)

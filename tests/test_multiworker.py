@@ -188,6 +188,9 @@ def test_launcher_stops_with_the_first_failure(tmp_path):
     assert result.returncode == 2, result.stdout[-3000:]
     assert "Unknown variant 'vgg'" in result.stdout and "exit code 2" in result.stdout
     assert len(set(launch.free_ports(4))) == 4
+    with pytest.raises(SystemExit):  # ports 65535 and 65536: the second doesn't exist
+        launch.parse(["--port-base", "65535", "--workers", "2"])
+    assert launch.parse(["--port-base", "65534", "--workers", "2"]).port_base == "65534"
     config = json.loads(launch.tf_config(["127.0.0.1:1", "127.0.0.1:2"], 1))
     assert config == {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
                       "task": {"type": "worker", "index": 1}}

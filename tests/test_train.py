@@ -93,6 +93,7 @@ def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     (["--init", "he"], "--init must be one of keras, paper"),
     (["--verbose", "loud"], "--verbose must be one of auto, 0, 1, 2"),
     (["--recipe", "paper", "--warmup-epochs", "2"], "--warmup-epochs needs --schedule cosine"),
+    (["--seed", str(2**32)], "--seed must be between 0 and 2**32 - 1"),  # NumPy's limit
 ])
 def test_clear_errors(argv, message, capsys, tmp_path):
     code = train.main(argv + ["--workdir", str(tmp_path / "w"), "--data", "synthetic"][
@@ -163,6 +164,39 @@ def test_config_file_values_are_type_checked(tmp_path):
     file.write_text(json.dumps({"overwrite": True}))  # older runs saved it: a flag only now
     assert not config.parse(["--config", str(file)]).overwrite
     assert config.parse(["--config", str(file), "--overwrite"]).overwrite
+    file.write_bytes(b"\xff\xfe\x00binary")  # not text: a one-line ConfigError too
+    with pytest.raises(config.ConfigError, match="Cannot read config file"):
+        config.parse(["--config", str(file)])
+    # How data is kept and the step compiled doesn't make another run: resuming may change it.
+    saved = json.loads(config.parse([]).to_json())
+    assert config.differences(saved, config.parse(["--no-cache", "--jit-compile"])) == []
+    assert config.differences(saved, config.parse(["--lr", "0.1"])) == ["lr"]
+
+
+def test_a_workdir_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "w").write_text("")
+    assert train.main(["--data", "synthetic", "--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file, not a folder" in err[0]
+
+
+def test_a_backup_cut_off_mid_save_resumes_from_the_one_before(tmp_path, monkeypatch):
+    args = ["--data", "synthetic", "--limit", "64", "--epochs", "2", "--batch-size", "32",
+            "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
+            "--verbose", "0", "--precision", "float32"]
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed in evaluation")
+
+    monkeypatch.setattr(train, "predict_split", killed)  # dies after both epochs' backups
+    with pytest.raises(RuntimeError, match="killed in evaluation"):
+        train.main(args)
+    monkeypatch.undo()
+    backup = tmp_path / "w" / "backup" / "latest.weights.h5"
+    backup.write_bytes(backup.read_bytes()[: backup.stat().st_size // 2])  # as a kill mid-save
+    assert train.main(args) == 0  # from the previous copy: epoch 2 is trained again
+    metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
+    assert (metrics["epochs"], metrics["epochs_this_session"]) == (2, 1)
 
 
 def test_bad_tf_config_is_one_line(tmp_path, monkeypatch, capsys):
@@ -296,7 +330,9 @@ def test_time_budget_stops_early_and_still_exports(tmp_path, capsys, monkeypatch
     # best.keras names the fitted schedule; importing alexnet_tf registers it for loading.
     best = keras.saving.load_model(tmp_path / "run" / "best.keras")
     optimizer = best.optimizer
-    assert optimizer._learning_rate.get_config()["decay_steps"] == 1  # 1 epoch of 3 steps, 2 warm-up
+    # Fitted to 1 epoch of 4 steps: a fifth is no step, so no warm-up (of 3 steps planned).
+    assert optimizer._learning_rate.get_config()["decay_steps"] == 4
+    assert optimizer._learning_rate.get_config()["warmup_steps"] == 0
     assert optimizer.use_ema and optimizer.ema_momentum == 0.9
     # best.keras and the export hold the same (averaged) weights: the checkpoint comes after
     # the swap, and the stop before epoch 4 keeps the average in the model.
