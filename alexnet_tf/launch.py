@@ -6,7 +6,8 @@ Picks free loopback ports, starts `python -m alexnet_tf.train <arguments>` once 
 with TF_CONFIG {"cluster": {"worker": ["127.0.0.1:p0", ...]}, "task": {"type": "worker",
 "index": i}} (worker 0 is the chief), prints every output line as `[worker i] ...`, and stops
 all workers on Ctrl-C or as soon as one fails. Exit code: the first failure's (128 + signal
-for a worker killed by a signal), 130 on Ctrl-C, else 0.
+for a worker killed by a signal), 128 + signal when the launcher is stopped (130 on Ctrl-C,
+143 on SIGTERM), else 0.
 """
 
 import argparse
@@ -20,6 +21,8 @@ import threading
 import time
 
 HOST = "127.0.0.1"
+# A worker holds SIGTERM while it saves an epoch; one stuck longer gets SIGKILL (a save cut off
+# so is no loss: the backup keeps the previous epoch's copy). Mid-epoch, SIGTERM ends it at once.
 STOP_GRACE_SECONDS = 10
 
 
@@ -102,9 +105,11 @@ def main(argv=None):
                                             args=(proc, f"[worker {index}] ", lock)))
             readers[-1].start()
         code = _wait(workers)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # args: the signal, when _interrupt raised it
         print("[launch] interrupted: stopping all workers", flush=True)
-        code = 130
+        code = 128 + (interrupt.args[0] if interrupt.args else signal.SIGINT)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C: the stop is bounded anyway
+        signal.signal(signum, signal.SIG_IGN)
     _stop(workers)
     for reader in readers:
         reader.join(timeout=5)
@@ -113,7 +118,7 @@ def main(argv=None):
 
 
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+    raise KeyboardInterrupt(signum)
 
 
 def _stream(proc, prefix, lock):

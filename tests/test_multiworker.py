@@ -196,6 +196,27 @@ def test_launcher_stops_with_the_first_failure(tmp_path):
                       "task": {"type": "worker", "index": 1}}
 
 
+def test_launcher_stopped_by_sigterm_stops_its_workers_and_exits_143():
+    # Workers that would run forever (a web server): only the launcher's stop ends them.
+    launcher_process = subprocess.Popen(
+        [sys.executable, "-m", "alexnet_tf.launch", "--module", "http.server", "--",
+         "--bind", "127.0.0.1", "0"], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(launcher_process.stdout), daemon=True)
+    reader.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and len(re.findall(r"worker \d: pid", "".join(output))) < 2:
+        time.sleep(0.05)
+    pids = [int(pid) for pid in re.findall(r"\[launch\] worker \d: pid (\d+)", "".join(output))]
+    assert len(pids) == 2, "".join(output)
+    launcher_process.send_signal(signal.SIGTERM)
+    assert launcher_process.wait(timeout=30) == 128 + signal.SIGTERM
+    reader.join(timeout=10)
+    assert "Traceback" not in "".join(output)
+    assert not any(_alive(pid) for pid in pids)
+
+
 def _alive(pid):
     try:
         os.kill(pid, 0)
