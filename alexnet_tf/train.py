@@ -82,10 +82,14 @@ def train(cfg):
     data = data_lib.load(cfg.data, image_size=image_size, val_fraction=cfg.val_fraction,
                          seed=cfg.seed, limit=cfg.limit, cache=cfg.cache)
     class_names = data.class_names
-    if cfg.lighting and cfg.pca == "data" and data.train.images is None:
-        raise RunError("--pca data needs the training images in memory, and they are streamed "
-                       + ("(drop --no-cache)" if not cfg.cache else
-                          "(the split is over the in-memory cache limit): use --pca imagenet"))
+    eigval, eigvec = augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC
+    if cfg.lighting and cfg.pca == "data":
+        if data.train.images is None:
+            raise RunError("--pca data needs the training images in memory, and they are "
+                           "streamed " + ("(drop --no-cache)" if not cfg.cache else
+                                          "(the split is over the in-memory cache limit): use "
+                                          "--pca imagenet"))
+        eigval, eigvec = augment.pca_from_images(data.train.images, seed=cfg.seed)
     steps_per_epoch = data.train.size // cfg.batch_size
     if steps_per_epoch < 1:
         raise RunError(f"{data.train.size} training images make no batch of {cfg.batch_size}")
@@ -95,9 +99,6 @@ def train(cfg):
     data_lib.write_bad_files(data.bad_files, workdir / "bad_files.txt")
     (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
     geometry = data_lib.geometry_for(image_size)
-    eigval, eigvec = augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC
-    if cfg.lighting and cfg.pca == "data":
-        eigval, eigvec = augment.pca_from_images(data.train.images, seed=cfg.seed)
     train_ds = data_lib.train_pipeline(
         data.train, geometry, batch_size=cfg.batch_size, num_classes=len(class_names),
         seed=cfg.seed, flip=cfg.flip, lighting_std=cfg.lighting, eigval=eigval, eigvec=eigvec)
