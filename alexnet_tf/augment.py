@@ -69,9 +69,21 @@ def pca_from_images(images, max_pixels=1_000_000, seed=0):
     return tuple(eigval[order].tolist()), tuple(map(tuple, eigvec[:, order].tolist()))
 
 
+def cutout(image, seed, size, fill):
+    """Cutout (DeVries & Taylor 2017, arXiv 1708.04552): a `size` x `size` square set to `fill`
+    (an RGB colour), its centre uniform over the image, so the border may cut it."""
+    height, width = image.shape[0], image.shape[1]
+    y, x = tf.unstack(tf.random.stateless_uniform([2], seed, 0, max(height, width), tf.int32))
+    y, x = y % height - size // 2, x % width - size // 2
+    rows, cols = tf.range(height)[:, None], tf.range(width)[None, :]
+    inside = (rows >= y) & (rows < y + size) & (cols >= x) & (cols < x + size)
+    return tf.where(inside[..., None], tf.constant(fill, tf.float32), image)
+
+
 def train_augment(image, seed, *, image_size, crop="random", flip=True, lighting_std=0.0,
-                  eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC):
-    """Random crop, horizontal flip and PCA lighting of one stored image; float32 out.
+                  eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC, cutout_size=0,
+                  cutout_fill=(0.0, 0.0, 0.0)):
+    """Random crop, horizontal flip, PCA lighting and cutout of one stored image; float32 out.
 
     crop: "random" takes an `image_size` crop of the stored (larger) image, as the paper's 224
     crops of 256x256 images (section 4.1); "pad" zero-pads by 4 first (32 px variants);
@@ -91,6 +103,9 @@ def train_augment(image, seed, *, image_size, crop="random", flip=True, lighting
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     if lighting_std:
         image = lighting(image, light_seed, lighting_std, eigval, eigvec)
+    if cutout_size:  # its own seed: the crop, flip and lighting of a seed stay as they were
+        image = cutout(image, tf.random.experimental.stateless_fold_in(seed, 3), cutout_size,
+                       cutout_fill)
     return image
 
 

@@ -73,6 +73,7 @@ class Config:
     lighting: float | None = None  # PCA colour noise std (0.1 in the paper); 0 turns it off
     pca: str = "imagenet"  # eigen-decomposition for lighting: imagenet or data
     flip: bool = True
+    cutout: int = 0  # side of the Cutout square in pixels; 0 = off
     cache: bool = True  # decoded images in memory when they fit
     time_budget: float | None = None  # minutes of training; fits a cosine schedule to them
     ema: float = 0.0  # momentum of a moving average of the weights (Keras use_ema); 0 = off
@@ -146,6 +147,8 @@ HELP = {
                     "on a CPU); 1: OneDeviceStrategy on the CPU",
     "overwrite": "delete the workdir's previous run and start fresh",
     "flip": "random horizontal flips in training (default: on)",
+    "cutout": "Cutout: a square of this many pixels per training image set to the mean colour "
+    "(DeVries & Taylor 2017; default: 0 = off)",
     "jit_compile": "XLA-compile the training step (slower on the CPUs measured; see Speed)",
     "verbose": "Keras progress: auto, 0, 1 (a bar) or 2 (a line per epoch)",
 }
@@ -193,7 +196,7 @@ _RANGES = {
     "lr": _POSITIVE, "time_budget": _POSITIVE, "val_fraction": _FRACTION,
     "momentum": _FRACTION, "dropout": _FRACTION, "label_smoothing": _FRACTION, "ema": _FRACTION,
     "l2": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "warmup_epochs": _NON_NEGATIVE,
-    "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE,
+    "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE, "cutout": _NON_NEGATIVE,
     "seed": (lambda v: 0 <= v < 2**32, "between 0 and 2**32 - 1"),  # NumPy's seed range
 }
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from alexnet_tf import augment
 from alexnet_tf.config import folder_name, is_folder
+from alexnet_tf.model import RGB_MEAN  # cutout's fill: 0 after the model's normalisation
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -90,7 +91,7 @@ def load(source, *, image_size, val_fraction=0.1, seed=0, limit=None, cache=True
 
 def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
                    lighting_std=0.0, eigval=augment.IMAGENET_EIGVAL,
-                   eigvec=augment.IMAGENET_EIGVEC):
+                   eigvec=augment.IMAGENET_EIGVEC, cutout=0):
     """Shuffled, augmented, one-hot batches of `batch_size` (the global batch)."""
     buffer = split.size if split.images is not None else min(split.size, 10_000)
     images = split.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
@@ -101,7 +102,8 @@ def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
         image, label = example
         return augment.train_augment(
             image, pair, image_size=geometry.image_size, crop=geometry.crop, flip=flip,
-            lighting_std=lighting_std, eigval=eigval, eigvec=eigvec), label
+            lighting_std=lighting_std, eigval=eigval, eigvec=eigvec, cutout_size=cutout,
+            cutout_fill=RGB_MEAN), label
 
     ds = tf.data.Dataset.zip(images, seeds).map(augment_one, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)

@@ -101,7 +101,8 @@ def train(cfg):
     geometry = data_lib.geometry_for(image_size)
     train_ds = data_lib.train_pipeline(
         data.train, geometry, batch_size=cfg.batch_size, num_classes=len(class_names),
-        seed=cfg.seed, flip=cfg.flip, lighting_std=cfg.lighting, eigval=eigval, eigvec=eigvec)
+        seed=cfg.seed, flip=cfg.flip, lighting_std=cfg.lighting, eigval=eigval, eigvec=eigvec,
+        cutout=cfg.cutout)
     # Under several replicas a last batch smaller than the replica count leaves one replica
     # empty, and TF's CPU Conv2D fails on an empty batch: Keras' fit then monitors whole
     # batches only. The final evaluation below always uses every image.

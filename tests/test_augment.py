@@ -91,3 +91,33 @@ def test_lighting_and_resize_run_eagerly_and_in_tf_data():
     eager, in_data = both_ways(lambda x: augment.resize_and_center_crop(x, 12, 0.75), image(30))
     assert eager.shape == (12, 12, 3)
     np.testing.assert_allclose(eager, in_data, atol=1e-3)
+
+
+def test_cutout_blanks_one_square_of_its_size_and_keeps_the_rest():
+    img = np.full((32, 32, 3), 200, np.uint8)
+    fill = (1.0, 2.0, 3.0)
+    sizes = []
+    for s in range(20):
+        seed = tf.constant([s, 7])
+        out = augment.train_augment(img, seed, image_size=32, crop="none", flip=False,
+                                    cutout_size=8, cutout_fill=fill).numpy()
+        blank = np.all(out == fill, axis=-1)
+        assert np.all(out[~blank] == 200)
+        rows, cols = np.nonzero(blank)
+        # One axis-aligned rectangle, at most 8x8 (smaller where the border cuts it).
+        assert blank.sum() == (np.ptp(rows) + 1) * (np.ptp(cols) + 1) and blank.sum() <= 64
+        sizes.append(blank.sum())
+        # Cutout takes its own seed: the rest of the augmentation is unchanged by it.
+        plain = augment.train_augment(img, seed, image_size=32, crop="none", flip=False).numpy()
+        assert np.array_equal(plain[~blank], out[~blank])
+    assert 64 in sizes and min(sizes) < 64  # whole squares, and some cut by the border
+
+
+def test_cutout_keeps_the_crop_and_flip_of_a_seed():
+    img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8)
+    seed = tf.constant([3, 4])
+    plain = augment.train_augment(img, seed, image_size=32, crop="pad").numpy()
+    cut = augment.train_augment(img, seed, image_size=32, crop="pad", cutout_size=8,
+                                cutout_fill=(-1.0, -1.0, -1.0)).numpy()
+    kept = ~np.all(cut == -1.0, axis=-1)
+    assert kept.sum() < 32 * 32 and np.array_equal(plain[kept], cut[kept])
