@@ -173,6 +173,21 @@ def test_config_file_values_are_type_checked(tmp_path):
     assert config.differences(saved, config.parse(["--lr", "0.1"])) == ["lr"]
 
 
+def test_cutout_is_a_recipe_part_and_older_runs_resume_without_it():
+    assert config.parse([]).cutout == 8  # cifar -> fast
+    assert config.parse(["--recipe", "long"]).cutout == 8
+    assert config.parse(["--variant", "seed"]).cutout == 0
+    assert config.parse(["--variant", "paper"]).cutout == 0
+    assert config.parse(["--cutout", "0"]).cutout == 0
+    with pytest.raises(config.ConfigError, match="cutout"):
+        config.parse(["--cutout", "-1"])
+    # A run saved before cutout existed trained without it: it resumes with --cutout 0 only.
+    saved = json.loads(config.parse([]).to_json())
+    del saved["cutout"]
+    assert config.differences(saved, config.parse(["--cutout", "0"])) == []
+    assert config.differences(saved, config.parse([])) == ["cutout"]
+
+
 def test_a_workdir_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "w").write_text("")
     assert train.main(["--data", "synthetic", "--workdir", str(tmp_path / "w")]) == 2
