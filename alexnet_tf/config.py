@@ -37,7 +37,8 @@ RECIPES = {
                  cutout=8),
 }
 # For the 90% target: `fast` over the paper's "roughly 90 cycles through the training set"
-# (section 5). Epochs are the one lever measured so far to keep paying; nothing else changes.
+# (section 5), Cutout included. Epochs were the first lever measured to keep paying (85.6% val
+# after 58 of 90 epochs without Cutout, on the AVX2 machine); nothing else changes.
 RECIPES["long"] = dict(RECIPES["fast"], epochs=90)
 DEFAULT_RECIPE = {"paper": "paper", "torchvision": "paper", "seed": "seed", "cifar": "fast"}
 # Fields added to the recipes later, with the value every run had before: a resumed older run
