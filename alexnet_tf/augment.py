@@ -70,13 +70,13 @@ def pca_from_images(images, max_pixels=1_000_000, seed=0):
 
 
 def cutout(image, seed, size, fill):
-    """Cutout (DeVries & Taylor 2017, arXiv 1708.04552): a `size` x `size` square set to `fill`
-    (an RGB colour), its centre uniform over the image, so the border may cut it."""
-    height, width = image.shape[0], image.shape[1]
-    y, x = tf.unstack(tf.random.stateless_uniform([2], seed, 0, max(height, width), tf.int32))
-    y, x = y % height - size // 2, x % width - size // 2
-    rows, cols = tf.range(height)[:, None], tf.range(width)[None, :]
-    inside = (rows >= y) & (rows < y + size) & (cols >= x) & (cols < x + size)
+    """Cutout (DeVries & Taylor 2017, arXiv 1708.04552): a `size` x `size` square of a square
+    image set to `fill` (an RGB colour), its centre uniform over the image, so the border may
+    cut it."""
+    side = image.shape[0]
+    top, left = tf.unstack(tf.random.stateless_uniform([2], seed, 0, side, tf.int32) - size // 2)
+    rows, cols = tf.range(side)[:, None], tf.range(side)[None, :]
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
     return tf.where(inside[..., None], tf.constant(fill, tf.float32), image)
 
 
