@@ -135,9 +135,12 @@ def eval_pipeline(split, geometry, *, batch_size, num_classes=None, ten_crop=Fal
 
 def write_bad_files(bad_files, path):
     """Reports skipped files once: a count on the console, the names in `path`."""
+    path = pathlib.Path(path)
+    # The list is this load's: one left by an earlier load (files fixed since) would mislead.
+    path.unlink(missing_ok=True)
     if not bad_files:
         return
-    pathlib.Path(path).write_text("".join(f"{name}\n" for name in bad_files))
+    path.write_text("".join(f"{name}\n" for name in bad_files))
     print(f"Skipped {len(bad_files)} unreadable image file(s); their names are in {path}")
 
 

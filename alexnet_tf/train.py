@@ -94,8 +94,6 @@ def train(cfg):
     if steps_per_epoch < 1:
         raise RunError(f"{data.train.size} training images make no batch of {cfg.batch_size}")
     rundir.start(cfg, workdir)  # every check has passed: only now may --overwrite delete
-    # The list is this start's: one left by an earlier start (files fixed since) would mislead.
-    (workdir / "bad_files.txt").unlink(missing_ok=True)
     data_lib.write_bad_files(data.bad_files, workdir / "bad_files.txt")
     (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
     geometry = data_lib.geometry_for(image_size)

@@ -34,6 +34,8 @@ def test_folder_formats_grayscale_rgba_and_corrupt(tmp_path):
     log = tmp_path / "bad.txt"
     data.write_bad_files(d.bad_files, log)
     assert log.read_text().strip().endswith("broken.jpg")
+    data.write_bad_files([], log)  # a later load with nothing unreadable: no stale list
+    assert not log.exists()
 
 
 def test_folder_split_is_seeded(tmp_path):
