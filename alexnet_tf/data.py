@@ -91,8 +91,9 @@ def load(source, *, image_size, val_fraction=0.1, seed=0, limit=None, cache=True
 
 def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
                    lighting_std=0.0, eigval=augment.IMAGENET_EIGVAL,
-                   eigvec=augment.IMAGENET_EIGVEC, cutout=0):
-    """Shuffled, augmented, one-hot batches of `batch_size` (the global batch)."""
+                   eigvec=augment.IMAGENET_EIGVEC, cutout=0, mixup=0.0):
+    """Shuffled, augmented, one-hot batches of `batch_size` (the global batch); with `mixup`
+    (alpha), blended images and soft labels."""
     buffer = split.size if split.images is not None else min(split.size, 10_000)
     images = split.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     # One stateless seed pair per image, new each epoch, the same for the same `seed`.
@@ -107,7 +108,20 @@ def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
 
     ds = tf.data.Dataset.zip(images, seeds).map(augment_one, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)
-    return _finish(ds.map(lambda x, y: (x, tf.one_hot(y, num_classes))))
+    ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+    if mixup:
+        # Keras' MixUp (Zhang et al. 2018, arXiv 1710.09412) pairs each image of the batch with
+        # a shuffled partner, one Beta(alpha, alpha) weight per image. Its seed generator is a
+        # variable, so this map stays sequential (the same `seed` gives the same batches);
+        # float32, or the mixed policy would hand the model bfloat16 pixels.
+        mix = keras.layers.MixUp(alpha=mixup, seed=seed, dtype="float32")
+
+        def blend(images, labels):
+            mixed = mix({"images": images, "labels": labels})
+            return mixed["images"], mixed["labels"]
+
+        ds = ds.map(blend)
+    return _finish(ds)
 
 
 def eval_pipeline(split, geometry, *, batch_size, num_classes=None, ten_crop=False,

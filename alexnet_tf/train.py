@@ -100,7 +100,7 @@ def train(cfg):
     train_ds = data_lib.train_pipeline(
         data.train, geometry, batch_size=cfg.batch_size, num_classes=len(class_names),
         seed=cfg.seed, flip=cfg.flip, lighting_std=cfg.lighting, eigval=eigval, eigvec=eigvec,
-        cutout=cfg.cutout)
+        cutout=cfg.cutout, mixup=cfg.mixup)
     # Under several replicas a last batch smaller than the replica count leaves one replica
     # empty, and TF's CPU Conv2D fails on an empty batch: Keras' fit then monitors whole
     # batches only. The final evaluation below always uses every image.

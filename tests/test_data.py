@@ -148,6 +148,31 @@ def test_pipelines_batches_and_determinism():
     assert views.shape == (4, 10, 32, 32, 3) and labels.dtype == tf.int32
 
 
+
+def test_mixup_blends_images_and_labels_alike():
+    d = data.load("synthetic", image_size=32, limit=64)
+    geometry = data.geometry_for(32)
+
+    def first_batch(mixup):
+        ds = data.train_pipeline(d.train, geometry, batch_size=32, num_classes=10, seed=3,
+                                 flip=False, mixup=mixup)
+        return [t.numpy() for t in next(iter(ds))]
+
+    plain_x, plain_y = first_batch(0.0)
+    x, y = first_batch(1.0)  # alpha 1: weights uniform on [0, 1], so no image is left alone
+    assert x.dtype == np.float32 and y.dtype == np.float32
+    np.testing.assert_array_equal(plain_y.max(axis=1), 1.0)  # off: one-hot as before
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
+    assert (np.sort(y, axis=1)[:, -2] > 0.01).sum() >= 16  # two classes in most labels
+    # Each image is w * itself + (1 - w) * a partner, with w its own label's share.
+    mine = (y * plain_y).sum(axis=1)
+    partner = (x - mine[:, None, None, None] * plain_x) / np.maximum(1 - mine, 1e-6)[:, None, None, None]
+    blended = mine < 0.99
+    distances = ((partner[blended][:, None] - plain_x[None]) ** 2).mean(axis=(2, 3, 4))
+    assert distances.min(axis=1).max() < 1.0  # each partner is an image of the batch
+    np.testing.assert_array_equal(x, first_batch(1.0)[0])  # seeded: the same batches again
+
+
 def test_geometry():
     assert data.geometry_for(32) == data.Geometry(32, 32, "pad")
     assert data.geometry_for(227) == data.Geometry(227, 256, "random")

@@ -173,7 +173,7 @@ def test_config_file_values_are_type_checked(tmp_path):
     assert config.differences(saved, config.parse(["--lr", "0.1"])) == ["lr"]
 
 
-def test_cutout_is_a_recipe_part_and_older_runs_resume_without_it():
+def test_cutout_and_mixup_are_recipe_parts_and_older_runs_resume_without_them():
     assert config.parse([]).cutout == 8  # cifar -> fast
     assert config.parse(["--recipe", "long"]).cutout == 8
     assert config.parse(["--variant", "seed"]).cutout == 0
@@ -181,11 +181,18 @@ def test_cutout_is_a_recipe_part_and_older_runs_resume_without_it():
     assert config.parse(["--cutout", "0"]).cutout == 0
     with pytest.raises(config.ConfigError, match="cutout"):
         config.parse(["--cutout", "-1"])
+    assert config.parse([]).mixup == config.parse(["--recipe", "paper"]).mixup == 0.0
+    with pytest.raises(config.ConfigError, match="mixup"):
+        config.parse(["--mixup", "-0.2"])
     # A run saved before cutout existed trained without it: it resumes with --cutout 0 only.
     saved = json.loads(config.parse([]).to_json())
     del saved["cutout"]
     assert config.differences(saved, config.parse(["--cutout", "0"])) == []
     assert config.differences(saved, config.parse([])) == ["cutout"]
+    # One saved before mixup existed resumes as it is (mixup is off in every recipe).
+    del saved["mixup"]
+    assert config.differences(saved, config.parse(["--cutout", "0"])) == []
+    assert config.differences(saved, config.parse(["--cutout", "0", "--mixup", "0.2"])) == ["mixup"]
 
 
 def test_a_workdir_that_is_a_file_is_one_line(tmp_path, capsys):
@@ -268,7 +275,7 @@ def test_two_steps_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
     result = run_module("alexnet_tf.train", "--data", "synthetic", "--cpu-replicas", "2",
                         "--limit", "64", "--batch-size", "32", "--epochs", "1",
                         "--workdir", tmp_path / "run", "--export-dir", tmp_path / "export",
-                        "--verbose", "2")
+                        "--verbose", "2", "--mixup", "0.2")  # a seeded variable in tf.data
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MirroredStrategy over ['/cpu:0', '/cpu:1']" in result.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
