@@ -80,6 +80,31 @@ def cutout(image, seed, size, fill):
     return tf.where(inside[..., None], tf.constant(fill, tf.float32), image)
 
 
+
+def mixup(images, labels, seed, alpha):
+    """mixup (Zhang et al. 2018, arXiv 1710.09412) of a batch: each image and its label become
+    w * its own + (1 - w) * a partner's from the same batch, w ~ Beta(alpha, alpha) per image.
+
+    The blend of Keras' MixUp layer, not the layer: it draws from a seed-generator variable,
+    which the batches `fit` prefetches while it builds the model advance by a timing-dependent
+    count. A stateless `seed` keeps the same seed giving the same batches.
+    """
+    partner_seed, seed_a, seed_b = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    count = tf.shape(images)[0]
+    partner = tf.argsort(tf.random.stateless_uniform([count], partner_seed))
+    # Beta(a, a) = G1 / (G1 + G2) with G1, G2 ~ Gamma(a). TF clamps Gamma draws to the
+    # smallest normal float, so even at a tiny alpha the sum is never 0.
+    gamma_1 = tf.random.stateless_gamma([count], seed_a, alpha)
+    gamma_2 = tf.random.stateless_gamma([count], seed_b, alpha)
+    weight = gamma_1 / (gamma_1 + gamma_2)
+
+    def blend(values, weights):
+        values = tf.cast(values, tf.float32)
+        return weights * values + (1.0 - weights) * tf.gather(values, partner)
+
+    return blend(images, weight[:, None, None, None]), blend(labels, weight[:, None])
+
+
 def train_augment(image, seed, *, image_size, crop="random", flip=True, lighting_std=0.0,
                   eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC, cutout_size=0,
                   cutout_fill=(0.0, 0.0, 0.0)):

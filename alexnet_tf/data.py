@@ -109,18 +109,13 @@ def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
     ds = tf.data.Dataset.zip(images, seeds).map(augment_one, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
-    if mixup:
-        # Keras' MixUp (Zhang et al. 2018, arXiv 1710.09412) pairs each image of the batch with
-        # a shuffled partner, one Beta(alpha, alpha) weight per image. Its seed generator is a
-        # variable, so this map stays sequential (the same `seed` gives the same batches);
-        # float32, or the mixed policy would hand the model bfloat16 pixels.
-        mix = keras.layers.MixUp(alpha=mixup, seed=seed, dtype="float32")
+    if mixup:  # after batching, so that partners come from the same batch
+        pairs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
-        def blend(images, labels):
-            mixed = mix({"images": images, "labels": labels})
-            return mixed["images"], mixed["labels"]
+        def blend(batch, pair):  # fold_in: a stream apart from the images' own seeds
+            return augment.mixup(*batch, tf.random.experimental.stateless_fold_in(pair, 4), mixup)
 
-        ds = ds.map(blend)
+        ds = tf.data.Dataset.zip(ds, pairs).map(blend, num_parallel_calls=AUTOTUNE)
     return _finish(ds)
 
 
