@@ -80,7 +80,6 @@ def cutout(image, seed, size, fill):
     return tf.where(inside[..., None], tf.constant(fill, tf.float32), image)
 
 
-
 def mixup(images, labels, seed, alpha):
     """mixup (Zhang et al. 2018, arXiv 1710.09412) of a batch: each image and its label become
     w * its own + (1 - w) * a partner's from the same batch, w ~ Beta(alpha, alpha) per image.

@@ -161,8 +161,8 @@ HELP = {
     "cutout": "Cutout: a square of this many pixels per training image set to the mean colour "
     "(DeVries & Taylor 2017; 0 = off; default: the recipe's, 8 in fast and long)",
     "mixup": "mixup's alpha: each training image and its one-hot label blended with another's "
-             "of the batch, weight ~ Beta(alpha, alpha) (Zhang et al. 2018; Keras MixUp; 0 = off, "
-             "the default in every recipe)",
+             "of the batch, weight ~ Beta(alpha, alpha) (Zhang et al. 2018; Keras MixUp's blend, "
+             "seeded statelessly; 0 = off, the default in every recipe)",
     "jit_compile": "XLA-compile the training step (slower on the CPUs measured; see Speed)",
     "verbose": "Keras progress: auto, 0, 1 (a bar) or 2 (a line per epoch)",
 }

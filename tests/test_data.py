@@ -148,7 +148,6 @@ def test_pipelines_batches_and_determinism():
     assert views.shape == (4, 10, 32, 32, 3) and labels.dtype == tf.int32
 
 
-
 def test_mixup_blends_images_and_labels_alike():
     d = data.load("synthetic", image_size=32, limit=64)
     geometry = data.geometry_for(32)
@@ -166,11 +165,13 @@ def test_mixup_blends_images_and_labels_alike():
     assert (np.sort(y, axis=1)[:, -2] > 0.01).sum() >= 16  # two classes in most labels
     # Each image is w * itself + (1 - w) * a partner, with w its own label's share.
     mine = (y * plain_y).sum(axis=1)
-    partner = (x - mine[:, None, None, None] * plain_x) / np.maximum(1 - mine, 1e-6)[:, None, None, None]
+    w = mine[:, None, None, None]
+    partner = (x - w * plain_x) / np.maximum(1 - w, 1e-6)
     blended = mine < 0.99
     distances = ((partner[blended][:, None] - plain_x[None]) ** 2).mean(axis=(2, 3, 4))
     assert distances.min(axis=1).max() < 1.0  # each partner is an image of the batch
     np.testing.assert_array_equal(x, first_batch(1.0)[0])  # seeded: the same batches again
+
     # The next epoch's batches don't depend on how far the last iterator read ahead (fit's
     # prefetching to build a model reads a timing-dependent count).
     def next_epoch_after_reading(batches):
