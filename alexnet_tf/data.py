@@ -110,12 +110,11 @@ def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
     if mixup:  # after batching, so that partners come from the same batch
-        pairs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
         def blend(batch, pair):  # fold_in: a stream apart from the images' own seeds
             return augment.mixup(*batch, tf.random.experimental.stateless_fold_in(pair, 4), mixup)
 
-        ds = tf.data.Dataset.zip(ds, pairs).map(blend, num_parallel_calls=AUTOTUNE)
+        ds = tf.data.Dataset.zip(ds, seeds).map(blend, num_parallel_calls=AUTOTUNE)
     return _finish(ds)
 
 

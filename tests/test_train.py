@@ -275,7 +275,7 @@ def test_two_steps_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
     result = run_module("alexnet_tf.train", "--data", "synthetic", "--cpu-replicas", "2",
                         "--limit", "64", "--batch-size", "32", "--epochs", "1",
                         "--workdir", tmp_path / "run", "--export-dir", tmp_path / "export",
-                        "--verbose", "2", "--mixup", "0.2")  # a seeded variable in tf.data
+                        "--verbose", "2", "--mixup", "0.2")  # its per-batch map too
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MirroredStrategy over ['/cpu:0', '/cpu:1']" in result.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
