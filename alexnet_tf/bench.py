@@ -1,6 +1,6 @@
 """Measure training, inference and input-pipeline speed on this machine, in one process.
 
-    python -m alexnet_tf.bench [--variant cifar] [--image-size S] [--batch-size B]
+    python -m alexnet_tf.bench [--variant cifar] [--recipe R] [--image-size S] [--batch-size B]
         [--precision auto|float32|mixed_bfloat16|mixed_float16] [--jit] [--compare-float32] [--layers] [--json]
 
 Every figure is measured after warm-up; the FLOP rate is set against a large matmul timed in
@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import data as data_lib, distribute
-from alexnet_tf.config import PRECISIONS
+from alexnet_tf.config import DEFAULT_RECIPE, PRECISIONS, RECIPES
 from alexnet_tf.export import export_model
 from alexnet_tf.inference import Classifier
 from alexnet_tf.model import VARIANTS, build_model, count_flops, default_image_size, layer_flops
@@ -116,6 +116,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m alexnet_tf.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="cifar", choices=VARIANTS)
+    parser.add_argument("--recipe", choices=RECIPES,
+                        help="whose augmentation the pipeline runs (default: the variant's)")
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
@@ -132,17 +134,23 @@ def main(argv=None):
     image_size = args.image_size or default_image_size(args.variant)
     precision, why = distribute.choose_precision(args.precision)
 
+    recipe = args.recipe or DEFAULT_RECIPE[args.variant]
+    # The augmentation training runs with this recipe (crops and flips always).
+    augmentation = {k: RECIPES[recipe][k] for k in ("lighting", "cutout", "mixup")}
     geometry = data_lib.geometry_for(image_size)
     synthetic = data_lib.load("synthetic", image_size=image_size, limit=2048)
-    train_ds = data_lib.train_pipeline(synthetic.train, geometry, batch_size=args.batch_size,
-                                       num_classes=10, seed=0, lighting_std=0.1).repeat()
+    train_ds = data_lib.train_pipeline(
+        synthetic.train, geometry, batch_size=args.batch_size, num_classes=10, seed=0,
+        lighting_std=augmentation["lighting"], cutout=augmentation["cutout"],
+        mixup=augmentation["mixup"]).repeat()
     results = {
         "tensorflow": tf.__version__, "keras": keras.__version__,
         "cpu": _cpu_name(), "cores": os.cpu_count(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "variant": args.variant, "image_size": image_size, "batch_size": args.batch_size,
+        "variant": args.variant, "recipe": recipe, **augmentation,
+        "image_size": image_size, "batch_size": args.batch_size,
         "precision": precision, "precision_reason": why, "jit": args.jit,
     }
     print("Timing matmul peaks ...", file=sys.stderr)

@@ -17,6 +17,8 @@ def test_bench_reports_every_figure():
                 "savedmodel_latency_ms_p99"):
         assert figures[key] > 0, key
     assert figures["precision"] == "float32" and figures["tensorflow"].startswith("2.")
+    # The pipeline runs the variant's recipe augmentation: fast's Cutout 8, no lighting.
+    assert (figures["recipe"], figures["cutout"], figures["lighting"]) == ("fast", 8, 0.0)
 
 
 def test_layer_times_cover_every_layer_in_both_precisions():
