@@ -118,7 +118,8 @@ def main(argv=None):
         if split == "test" and dataset.test is None:
             print(f"{args.data} has no test split: evaluating on the validation split")
             split = "val"
-        if split == "val" and not _same_source(trained.get("data"), args.data):
+        if split == "val" and not _same_source(trained.get("data"),
+                                               classifier.metadata.get("data_path"), args.data):
             print(f"warning: the model was trained on {trained['data']}: a validation split "
                   f"carved from {args.data} may hold images it trained on")
         if split != args.split:
@@ -156,8 +157,12 @@ def _recorded(trained, key, kind):
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
-def _same_source(trained_on, data):
-    """True unless the export names another --data (unknown counts as the same)."""
+def _same_source(trained_on, trained_path, data):
+    """True unless the export names another --data (unknown counts as the same). A folder is
+    compared with the absolute path training recorded; older exports hold only `--data` as
+    given, which is compared as a path from here."""
+    if isinstance(trained_path, str) and config.is_folder(data):
+        return pathlib.Path(trained_path) == pathlib.Path(data).resolve()
     if not isinstance(trained_on, str) or trained_on == data:
         return True
     return config.is_folder(trained_on) and config.is_folder(data) and (

@@ -239,9 +239,12 @@ def train(cfg):
 
     # -- Export -----------------------------------------------------------------------------
     summary = {k: v for k, v in metrics.items() if k not in ("confusion_matrix",)}
+    # A relative --data means nothing from another directory: evaluate compares this path.
+    data_path = {"data_path": str(pathlib.Path(cfg.data).resolve())} if config_lib.is_folder(
+        cfg.data) else {}
     version = export_model(model, export_dir, class_names=class_names,
                            crop_fraction=geometry.crop_fraction,
-                           metadata={"config": cfg.record(), "metrics": summary})
+                           metadata={"config": cfg.record(), "metrics": summary, **data_path})
     # metrics.json marks the run finished; written last, so a crash before resumes.
     rundir.write_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2))
     shutil.rmtree(workdir / "backup", ignore_errors=True)

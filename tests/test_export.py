@@ -195,6 +195,19 @@ def test_evaluate_rebuilds_the_training_runs_split(tmp_path, monkeypatch, capsys
         assert evaluated(unusable) == (0, 0.1)  # hand-edited or absent: the defaults
     evaluated(trained, data=str(tmp_path))  # a folder's val split, for a tfds-trained model
     assert "warning: the model was trained on cifar10" in capsys.readouterr().out
+    # A folder run records its absolute path: the same folder named from elsewhere is the
+    # same source, another folder of the same name is not.
+    (tmp_path / "a" / "cifar10").mkdir(parents=True)
+    (tmp_path / "b" / "cifar10").mkdir(parents=True)
+    folder_run = {"config": {"seed": 0, "val_fraction": 0.1, "data": "cifar10"},
+                  "data_path": str(tmp_path / "a" / "cifar10")}
+    monkeypatch.chdir(tmp_path / "a")
+    evaluated(folder_run, data=str(tmp_path / "a" / "cifar10"))
+    evaluated(folder_run, data="./cifar10")
+    assert "warning" not in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path / "b")
+    evaluated(folder_run, data="./cifar10")
+    assert "warning: the model was trained on cifar10" in capsys.readouterr().out
 
 
 def test_evaluate_and_predict_commands(exported, tmp_path):

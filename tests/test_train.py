@@ -44,6 +44,8 @@ def test_end_to_end_on_a_folder(tmp_path):
     assert saved["recipe"] == "fast" and saved["data"] == str(tmp_path / "pets")
     version = tmp_path / "export" / "1"
     assert (version / "assets" / "labels.txt").read_text() == "cat\ndog\nship\n"
+    metadata = json.loads((version / "assets" / "metadata.json").read_text())
+    assert metadata["data_path"] == str((tmp_path / "pets").resolve())  # for evaluate's check
     module = tf.saved_model.load(str(version))
     out = module.signatures["serving_default"](images=tf.zeros([2, 50, 40, 3], tf.uint8))
     assert out["probabilities"].shape == (2, 3)
