@@ -24,6 +24,8 @@ def lrn_reference(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
         ("paper", {}, 60_965_224),
         ("torchvision", {}, 61_100_840),
         ("seed", {"num_classes": 10, "image_size": 96}, 44_428_106),
+        ("cifar", {"num_classes": 10}, 4_548_106),
+        ("cifar_wide", {"num_classes": 10}, 14_542_538),
     ],
 )
 def test_parameter_counts(variant, kwargs, expected):
@@ -57,7 +59,7 @@ def test_lrn_config_round_trip():
     "variant, size, classes",
     [("paper", 227, 7), ("paper", 224, 7), ("torchvision", 224, 5), ("torchvision", 96, 5),
      ("seed", 64, 10), ("seed", 96, 10), ("seed", 128, 10), ("cifar", 32, 10), ("cifar", 16, 3),
-     ("cifar", 48, 3)],
+     ("cifar", 48, 3), ("cifar_wide", 32, 10), ("cifar_wide", 16, 3)],
 )
 def test_output_shapes(variant, size, classes):
     model = build_model(variant, num_classes=classes, image_size=size)
@@ -113,10 +115,24 @@ def test_error_messages():
     with pytest.raises(ValueError, match=r"'paper'.*>= 67\. Received: image_size=64"):
         build_model("paper", image_size=64)
     assert min_image_size("seed") == 63
-    with pytest.raises(ValueError, match="known variants: paper, torchvision, seed, cifar"):
+    with pytest.raises(ValueError, match="known variants: paper, torchvision, seed, cifar, cifar_wide"):
         build_model("vgg")
 
 
+def test_cifar_wide_is_cifar_with_wider_layers():
+    def layout(variant):
+        model = build_model(variant, num_classes=10)
+        return [(type(layer).__name__, layer.name, layer.output.shape) for layer in model.layers]
+
+    narrow, wide = layout("cifar"), layout("cifar_wide")
+    assert [row[:2] for row in narrow] == [row[:2] for row in wide]  # same layers, same order
+    changed = {n[1]: (n[2][-1], w[2][-1]) for n, w in zip(narrow, wide) if n[2] != w[2]}
+    # conv2 feeds pool2/lrn2 and conv5 feeds pool5 and flatten: they widen with them.
+    assert {k: v for k, v in changed.items() if k.startswith(("conv", "fc"))} == {
+        "conv2": (128, 192), "conv5": (128, 256), "fc6": (1024, 2048), "fc7": (1024, 2048),
+    }
+
+
 def test_variants_listing():
-    assert set(alexnet_tf.VARIANTS) == {"paper", "torchvision", "seed", "cifar"}
+    assert set(alexnet_tf.VARIANTS) == {"paper", "torchvision", "seed", "cifar", "cifar_wide"}
     assert all(isinstance(line, str) and "\n" not in line for line in alexnet_tf.VARIANTS.values())
