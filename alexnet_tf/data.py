@@ -7,6 +7,7 @@
 import dataclasses
 import os
 import pathlib
+import textwrap
 
 import keras
 import numpy as np
@@ -277,7 +278,9 @@ def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir, wanted):
         train, info = tfds.load(name, split="train", as_supervised=True, with_info=True,
                                 data_dir=data_dir)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        # The first line, cut at a word (a cut mid-word once turned port=443 into port=4).
+        lines = str(error).strip().splitlines()
+        reason = textwrap.shorten(lines[0], 200, placeholder=" ...") if lines else ""
         raise DataError(
             f"Could not download or prepare tensorflow-datasets '{name}' "
             f"({type(error).__name__}: {reason}). Without internet, train from a folder of "

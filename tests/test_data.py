@@ -112,6 +112,14 @@ def test_tfds_download_failure_is_one_clear_line(monkeypatch):
         data.load("cifar10", image_size=32)
     message = str(error.value)
     assert "\n" not in message and "--data PATH/TO/FOLDER" in message and "cifar10" in message
+
+    def long_error(*args, **kwargs):  # a real offline error runs to ~400 characters
+        raise ConnectionError("Max retries exceeded " + "x" * 150 + " (host='example.org', port=443)")
+
+    monkeypatch.setattr(tfds, "load", long_error)
+    with pytest.raises(data.DataError) as error:
+        data.load("cifar10", image_size=32)
+    assert "port=4" not in str(error.value) and "(host='example.org', ...)" in str(error.value)
     with pytest.raises(data.DataError, match="Unknown tensorflow-datasets dataset 'nope_xyz'"):
         data.load("tfds:nope_xyz", image_size=32)
 
