@@ -131,7 +131,7 @@ HELP = {
             "(or with train/ [val/] [test/]), or synthetic",
     "variant": f"one of {', '.join(VARIANTS)} (default: cifar)",
     "recipe": f"one of {', '.join(RECIPES)} (default: paper for paper/torchvision, seed for "
-              "seed, fast for cifar)",
+              "seed, fast for cifar and cifar_wide)",
     "epochs": "passes over the training data (default: the recipe's)",
     "batch_size": "global batch size, split across replicas (default: the recipe's)",
     "image_size": "square input size (default: the variant's native size)",

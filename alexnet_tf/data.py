@@ -278,9 +278,12 @@ def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir, wanted):
         train, info = tfds.load(name, split="train", as_supervised=True, with_info=True,
                                 data_dir=data_dir)
     except Exception as error:
-        # The first line, cut at a word (a cut mid-word once turned port=443 into port=4).
-        lines = str(error).strip().splitlines()
-        reason = textwrap.shorten(lines[0], 200, placeholder=" ...") if lines else ""
+        # The first line, cut at a word (a cut mid-word once turned port=443 into port=4);
+        # hard-cut when a single long word (a URL) would leave nothing.
+        first = (str(error).strip().splitlines() or [""])[0]
+        reason = textwrap.shorten(first, 200, placeholder=" ...")
+        if len(reason) < 40 < len(first):
+            reason = first[:197] + "..."
         raise DataError(
             f"Could not download or prepare tensorflow-datasets '{name}' "
             f"({type(error).__name__}: {reason}). Without internet, train from a folder of "

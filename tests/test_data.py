@@ -120,6 +120,14 @@ def test_tfds_download_failure_is_one_clear_line(monkeypatch):
     with pytest.raises(data.DataError) as error:
         data.load("cifar10", image_size=32)
     assert "port=4" not in str(error.value) and "(host='example.org', ...)" in str(error.value)
+
+    def one_long_word(*args, **kwargs):  # shorten() alone would leave just "..."
+        raise ConnectionError("https://example.org/" + "a" * 300)
+
+    monkeypatch.setattr(tfds, "load", one_long_word)
+    with pytest.raises(data.DataError) as error:
+        data.load("cifar10", image_size=32)
+    assert "ConnectionError: https://example.org/aaa" in str(error.value)
     with pytest.raises(data.DataError, match="Unknown tensorflow-datasets dataset 'nope_xyz'"):
         data.load("tfds:nope_xyz", image_size=32)
 
