@@ -126,12 +126,15 @@ def folder_name(path):
     return path.parent.name if path.name in ("train", "training") else path.name
 
 
+# "paper for paper/torchvision, seed for seed, ...": from DEFAULT_RECIPE, so it cannot go stale.
+_DEFAULT_RECIPES_TEXT = ", ".join(
+    f"{recipe} for {'/'.join(v for v, r in DEFAULT_RECIPE.items() if r == recipe)}"
+    for recipe in dict.fromkeys(DEFAULT_RECIPE.values()))
 HELP = {
     "data": "cifar10 (tensorflow-datasets, default), tfds:NAME, a folder of class subfolders "
             "(or with train/ [val/] [test/]), or synthetic",
     "variant": f"one of {', '.join(VARIANTS)} (default: cifar)",
-    "recipe": f"one of {', '.join(RECIPES)} (default: paper for paper/torchvision, seed for "
-              "seed, fast for cifar and cifar_wide)",
+    "recipe": f"one of {', '.join(RECIPES)} (default: {_DEFAULT_RECIPES_TEXT})",
     "epochs": "passes over the training data (default: the recipe's)",
     "batch_size": "global batch size, split across replicas (default: the recipe's)",
     "image_size": "square input size (default: the variant's native size)",

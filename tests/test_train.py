@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import alexnet_tf
 from alexnet_tf import config, inference, train
 from helpers import REPO, run_module, write_image_folder
 
@@ -247,7 +246,7 @@ def test_config_flags_file_and_recipes(tmp_path):
         "paper", "paper", 0.1, False, 128, 2.5e-4)
     assert config.parse(["--variant", "seed"]).optimizer == "adam"
     # Every variant has a default recipe (a missing one would be a KeyError, not a message).
-    assert set(config.DEFAULT_RECIPE) == set(alexnet_tf.VARIANTS)
+    assert set(config.DEFAULT_RECIPE) == set(config.VARIANTS)
     assert config.parse(["--variant", "cifar_wide"]).recipe == "fast"
     # The recipe's warm-up goes with its cosine; only an asked-for one with another is an error.
     assert config.parse(["--schedule", "plateau"]).warmup_epochs == 0
