@@ -22,7 +22,7 @@ CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 pytestmark = [pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
-# ui/ is not a package: load the script as a module under a name that cannot clash.
+# Load the script as a module under a name that cannot clash with the `ui` package it imports.
 _spec = importlib.util.spec_from_file_location("alexnet_ui_app", REPO / "ui" / "app.py")
 app = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(app)

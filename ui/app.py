@@ -24,7 +24,6 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import gradio as gr  # noqa: E402
-import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 
@@ -33,6 +32,8 @@ if str(REPO) not in sys.path:  # `python ui/app.py` puts ui/, not the repo, on s
     sys.path.insert(0, str(REPO))
 
 from alexnet_tf.inference import Classifier, ModelNotFound, newest_export  # noqa: E402
+from ui.pictures import (SHOWN_CHANNELS, feature_map_grid, filter_grid,  # noqa: E402
+                         gradcam_overlay, upscale)
 
 EXAMPLES = REPO / "ui" / "examples"  # any images put here are offered as examples
 MAX_SIDE = 1024  # the model sees <= 227 px; a smaller copy keeps huge uploads fast and small
@@ -47,7 +48,6 @@ MAX_FILE_SIZE = "10mb"
 CONCURRENCY = 2  # model calls at once: a CPU box has few cores and each call uses all of them
 QUEUE_SIZE = 64  # waiting requests beyond this are turned away instead of piling up
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
-SHOWN_CHANNELS = 32
 TRAIN_HINT = (
     "No trained model found under saved_models/. Train one (training ends by exporting it "
     "there), for example:\n\n"
@@ -115,12 +115,6 @@ def _array_to_pil(array):
     return Image.fromarray(array)
 
 
-def upscale(image, target=256):
-    """Nearest-neighbour blow-up by an integer factor: a 32 px model input stays crisp pixels."""
-    factor = max(1, target // max(image.shape[:2]))
-    return image.repeat(factor, axis=0).repeat(factor, axis=1)
-
-
 def classify(image, classifier):
     """image -> ({class: probability} for the top 5, the model's view (uint8), timing text)."""
     if classifier is None:
@@ -138,55 +132,6 @@ def classify(image, classifier):
             f"gradients; +{(loaded - start) * 1000:.1f} ms decoding) · your image "
             f"{pixels.shape[1]}×{pixels.shape[0]} → model input {size}×{size}")
     return labels, view, text
-
-
-def grid(tiles, cols, gap=2, background=255):
-    """Equal-size tiles [N, h, w(, 3)] in 0..255 -> one uint8 image, row-major, with gaps."""
-    tiles = np.asarray(tiles)
-    n, h, w = tiles.shape[:3]
-    rows = -(-n // cols)
-    out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, *tiles.shape[3:]),
-                  background, np.uint8)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, cols)
-        out[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = tile
-    return out
-
-
-def normalise(x, axes):
-    """Min-max to 0..1 over `axes`; a constant (e.g. dead ReLU) map becomes all zeros."""
-    low, high = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
-    return (x - low) / np.maximum(high - low, 1e-8)
-
-
-def filter_grid(filters):
-    """conv1 kernels [k, k, 3, F] -> an RGB grid like the paper's Figure 3."""
-    tiles = normalise(np.moveaxis(filters, -1, 0), axes=(1, 2, 3)) * 255  # each filter 0..1
-    factor = max(1, 48 // filters.shape[0])
-    tiles = tiles.repeat(factor, axis=1).repeat(factor, axis=2)
-    count = filters.shape[-1]
-    cols = 12 if count % 12 == 0 else 8 if count % 8 == 0 else int(np.ceil(np.sqrt(count)))
-    return grid(tiles, cols)
-
-
-def feature_map_grid(maps, tile=64):
-    """Feature maps [h, w, C] -> the first 32 channels, each scaled to 0..1, viridis-coloured."""
-    shown = np.moveaxis(maps[..., :SHOWN_CHANNELS], -1, 0)
-    coloured = matplotlib.colormaps["viridis"](normalise(shown, axes=(1, 2)))[..., :3] * 255
-    tiles = [np.asarray(Image.fromarray(t.astype(np.uint8)).resize((tile, tile), Image.NEAREST))
-             for t in coloured]
-    return grid(tiles, cols=8)
-
-
-def gradcam_overlay(model_input, cam, size=256):
-    """The Grad-CAM map (0..1) as a jet heat map blended over the model's input image."""
-    base = np.asarray(Image.fromarray(np.clip(model_input, 0, 255).astype(np.uint8)).resize(
-        (size, size), Image.NEAREST), np.float32)
-    cam = np.clip(np.asarray(Image.fromarray(cam.astype(np.float32)).resize(
-        (size, size), Image.BILINEAR)), 0, 1)
-    heat = matplotlib.colormaps["jet"](cam)[..., :3] * 255
-    alpha = 0.15 + 0.5 * cam[..., None]  # hot regions tinted most; cold ones stay visible
-    return ((1 - alpha) * base + alpha * heat).astype(np.uint8)
 
 
 def inside(image, layer, classifier):
