@@ -46,7 +46,7 @@ def filter_grid(filters):
 
 
 def feature_map_grid(maps, tile=64):
-    """Feature maps [h, w, C] -> the first 32 channels, each scaled to 0..1, viridis-coloured."""
+    """Feature maps [h, w, C] -> the first SHOWN_CHANNELS, each scaled to 0..1, viridis-coloured."""
     shown = np.moveaxis(maps[..., :SHOWN_CHANNELS], -1, 0)
     coloured = matplotlib.colormaps["viridis"](normalise(shown, axes=(1, 2)))[..., :3] * 255
     tiles = [np.asarray(Image.fromarray(t.astype(np.uint8)).resize((tile, tile), Image.NEAREST))
