@@ -19,12 +19,12 @@ RECIPES = {
     "paper": dict(epochs=90, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9,
                   nesterov=False, l2=2.5e-4, weight_decay=0.0, schedule="plateau",
                   warmup_epochs=0, label_smoothing=0.0, dropout=0.5, init="paper", lighting=0.1,
-                  cutout=0, mixup=0.0),
+                  cutout=0, mixup=0.0, conv_dropout=0.0),
     # The classic CIFAR-10 tutorial: Adam 1e-3 with weight decay 1e-4, batch 500.
     "seed": dict(epochs=30, batch_size=500, optimizer="adam", lr=1e-3, momentum=0.0,
                  nesterov=False, l2=0.0, weight_decay=1e-4, schedule="constant",
                  warmup_epochs=0, label_smoothing=0.0, dropout=0.5, init="keras", lighting=0.0,
-                 cutout=0, mixup=0.0),
+                 cutout=0, mixup=0.0, conv_dropout=0.0),
     # Accuracy per minute on a CPU for the `cifar` variant: Nesterov SGD with a linear warm-up
     # and cosine decay (Goyal et al. 2017; Loshchilov & Hutter 2017), label smoothing 0.1
     # (Szegedy et al. 2016), the paper's coupled weight decay. lr 0.05 beat 0.02 by 4.4 points
@@ -34,7 +34,7 @@ RECIPES = {
     "fast": dict(epochs=27, batch_size=256, optimizer="sgd", lr=0.05, momentum=0.9,
                  nesterov=True, l2=2.5e-4, weight_decay=0.0, schedule="cosine",
                  warmup_epochs=1, label_smoothing=0.1, dropout=0.5, init="keras", lighting=0.0,
-                 cutout=8, mixup=0.0),
+                 cutout=8, mixup=0.0, conv_dropout=0.0),
 }
 # For the 90% target: `fast` over the paper's "roughly 90 cycles through the training set"
 # (section 5), Cutout included. Epochs were the first lever measured to keep paying (85.6% val
@@ -47,7 +47,7 @@ DEFAULT_RECIPE = {"paper": "paper", "torchvision": "paper", "seed": "seed", "cif
                   "cifar_wide": "fast"}
 # Fields added to the recipes later, with the value every run had before: a resumed older run
 # keeps it (pass the flag to change it).
-BEFORE_IT_EXISTED = {"cutout": 0, "mixup": 0.0}
+BEFORE_IT_EXISTED = {"cutout": 0, "mixup": 0.0, "conv_dropout": 0.0}
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
@@ -82,6 +82,7 @@ class Config:
     warmup_epochs: float | None = None
     label_smoothing: float | None = None
     dropout: float | None = None
+    conv_dropout: float | None = None  # after each pooling stage; 0 (every recipe) = none
     init: str | None = None
     lighting: float | None = None  # PCA colour noise std (0.1 in the paper); 0 turns it off
     cutout: int | None = None  # side of the Cutout square in pixels; 0 turns it off
@@ -169,6 +170,8 @@ HELP = {
     "mixup": "mixup's alpha: each training image and its one-hot label blended with another's "
              "of the batch, weight ~ Beta(alpha, alpha) (Zhang et al. 2018; Keras MixUp's blend, "
              "seeded statelessly; 0 = off, the default in every recipe)",
+    "conv_dropout": "dropout rate after each pooling stage (pool1, pool2, pool5), as in "
+                    "Network in Network and All-CNN; 0 = off, the default in every recipe",
     "jit_compile": "XLA-compile the training step (slower on the CPUs measured; see Speed)",
     "verbose": "Keras progress: auto, 0, 1 (a bar) or 2 (a line per epoch)",
 }
@@ -214,7 +217,8 @@ _COUNT = (lambda v: v >= 1, "at least 1")
 _RANGES = {
     "epochs": _COUNT, "batch_size": _COUNT, "limit": _COUNT, "image_size": _COUNT,
     "lr": _POSITIVE, "time_budget": _POSITIVE, "val_fraction": _FRACTION,
-    "momentum": _FRACTION, "dropout": _FRACTION, "label_smoothing": _FRACTION, "ema": _FRACTION,
+    "momentum": _FRACTION, "dropout": _FRACTION, "conv_dropout": _FRACTION,
+    "label_smoothing": _FRACTION, "ema": _FRACTION,
     "l2": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "warmup_epochs": _NON_NEGATIVE,
     "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE, "cutout": _NON_NEGATIVE,
     "mixup": _NON_NEGATIVE,

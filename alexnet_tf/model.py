@@ -126,6 +126,7 @@ def build_model(
     num_classes=1000,
     image_size=None,
     dropout=0.5,
+    conv_dropout=0.0,
     init="keras",
     l2=0.0,
 ):
@@ -136,6 +137,9 @@ def build_model(
         num_classes: width of fc8, which outputs float32 logits (also under mixed precision).
         image_size: square input size; None means the variant's native size.
         dropout: dropout rate after fc6 and fc7 (0.5 in the paper, section 4.2).
+        conv_dropout: dropout rate at the end of each pooling stage (layers drop1, drop2,
+            drop5, after pool1, pool2, pool5 and any LRN that follows them); 0, as in the
+            paper, adds no layers.
         init: "keras" (Glorot-uniform kernels, zero biases) or "paper" (kernels N(0, 0.01),
             biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere; section 5).
         l2: L2 penalty on every kernel. Keras adds `l2 * sum(w**2)`, so the paper's weight
@@ -165,8 +169,15 @@ def build_model(
     x = keras.layers.Normalization(
         mean=RGB_MEAN, variance=[s * s for s in RGB_STD], dtype="float32", name="normalize"
     )(inputs)
+    # Dropout on pooled conv features, as Network in Network and All-CNN (Springenberg et al.
+    # 2014) regularise their no-BN CIFAR-10 nets; it goes where a stage ends, so the LRN after a
+    # `cifar` pool still normalises undropped responses.
+    stage_end = None  # the name of the dropout owed before the next convolution
     for spec in cfg["features"]:
         kind, name = spec[:2]
+        if kind == "conv" and stage_end:
+            x = keras.layers.Dropout(conv_dropout, name=stage_end)(x)
+            stage_end = None
         if kind == "conv":
             filters, kernel, stride, padding, groups = spec[2:]
             x = keras.layers.Conv2D(
@@ -178,10 +189,13 @@ def build_model(
         elif kind == "pool":
             size, stride, padding = spec[2:]
             x = keras.layers.MaxPooling2D(size, stride, padding=padding, name=name)(x)
+            stage_end = name.replace("pool", "drop") if conv_dropout else None
         elif kind == "pad":
             x = keras.layers.ZeroPadding2D(spec[2], name=name)(x)
     if cfg["adaptive_pool"]:
         x = keras.layers.AdaptiveAveragePooling2D(cfg["adaptive_pool"], name="avgpool")(x)
+    if stage_end:
+        x = keras.layers.Dropout(conv_dropout, name=stage_end)(x)
     x = keras.layers.Flatten(name="flatten")(x)
     for index, units in enumerate(cfg["fc"], start=6):
         x = keras.layers.Dense(units, activation="relu", name=f"fc{index}",

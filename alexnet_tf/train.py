@@ -114,7 +114,8 @@ def train(cfg):
     with strategy.scope():
         schedule = _schedule(cfg, steps_per_epoch)
         model = build_model(cfg.variant, num_classes=len(class_names), image_size=image_size,
-                            dropout=cfg.dropout, init=cfg.init, l2=cfg.l2)
+                            dropout=cfg.dropout, conv_dropout=cfg.conv_dropout,
+                            init=cfg.init, l2=cfg.l2)
         model.compile(
             optimizer=_optimizer(cfg, schedule),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True,

@@ -197,6 +197,25 @@ def test_cutout_and_mixup_are_recipe_parts_and_older_runs_resume_without_them():
     assert config.differences(saved, config.parse(["--cutout", "0", "--mixup", "0.2"])) == ["mixup"]
 
 
+def test_conv_dropout_is_off_in_every_recipe_and_older_runs_resume_without_it():
+    assert {config.parse(["--recipe", r]).conv_dropout for r in config.RECIPES} == {0.0}
+    assert config.parse(["--recipe", "long", "--conv-dropout", "0.2"]).conv_dropout == 0.2
+    with pytest.raises(config.ConfigError, match="--conv-dropout must be at least 0 and below 1"):
+        config.parse(["--conv-dropout", "1"])
+    saved = json.loads(config.parse([]).to_json())
+    del saved["conv_dropout"]  # a config.json written before the option existed
+    assert config.differences(saved, config.parse([])) == []
+    assert config.differences(saved, config.parse(["--conv-dropout", "0.2"])) == ["conv_dropout"]
+
+
+
+def test_conv_dropout_reaches_the_trained_model(tmp_path):
+    assert train.main(["--data", "synthetic", "--limit", "64", "--epochs", "1", "--batch-size",
+                       "32", "--conv-dropout", "0.2", "--workdir", str(tmp_path / "w"),
+                       "--export-dir", str(tmp_path / "export"), "--verbose", "0"]) == 0
+    model = keras.models.load_model(tmp_path / "w" / "best.keras")
+    assert [model.get_layer(f"drop{i}").rate for i in (1, 2, 5)] == [0.2] * 3
+
 def test_a_workdir_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "w").write_text("")
     assert train.main(["--data", "synthetic", "--workdir", str(tmp_path / "w")]) == 2
