@@ -192,10 +192,10 @@ def build_model(
             stage_end = name.replace("pool", "drop") if conv_dropout else None
         elif kind == "pad":
             x = keras.layers.ZeroPadding2D(spec[2], name=name)(x)
+    if stage_end:  # before an adaptive pool, which may copy each cell to several outputs
+        x = keras.layers.Dropout(conv_dropout, name=stage_end)(x)
     if cfg["adaptive_pool"]:
         x = keras.layers.AdaptiveAveragePooling2D(cfg["adaptive_pool"], name="avgpool")(x)
-    if stage_end:
-        x = keras.layers.Dropout(conv_dropout, name=stage_end)(x)
     x = keras.layers.Flatten(name="flatten")(x)
     for index, units in enumerate(cfg["fc"], start=6):
         x = keras.layers.Dense(units, activation="relu", name=f"fc{index}",

@@ -138,26 +138,29 @@ def test_variants_listing():
     assert all(isinstance(line, str) and "\n" not in line for line in alexnet_tf.VARIANTS.values())
 
 
-@pytest.mark.parametrize("variant", ["cifar", "paper"])
+@pytest.mark.parametrize("variant", list(alexnet_tf.VARIANTS))
 def test_conv_dropout_ends_each_pooling_stage_and_only_trains(variant):
-    size = None if variant == "paper" else 32
+    size = min_image_size(variant)
     # dropout=0 in fc6/fc7: any difference in training below is the conv stages' dropout.
     plain = build_model(variant, num_classes=3, image_size=size, dropout=0.0)
     model = build_model(variant, num_classes=3, image_size=size, dropout=0.0, conv_dropout=0.3)
     names = [layer.name for layer in model.layers]
-    # One dropout per pooling stage, after the LRN that follows a `cifar` pool, before the
-    # next convolution (or the flatten); no weights added. Without the option: no such layers.
-    stage_ends = {"drop1": "conv2", "drop2": "conv3", "drop5": "flatten"}
-    for drop, following in stage_ends.items():
-        assert names[names.index(drop) + 1] == following
-    if variant == "cifar":
+    # One dropout per pooling stage, right after its pool (after the LRN that follows a
+    # `cifar` pool), before the next convolution, the adaptive pool or the flatten; no weights
+    # added. Without the option: no such layers.
+    stage_ends = {"drop1": ("pool1", "conv2"), "drop2": ("pool2", "conv3"),
+                  "drop5": ("pool5", "avgpool" if "avgpool" in names else "flatten")}
+    for drop, (pool, following) in stage_ends.items():
+        at = names.index(drop)
+        assert names[at + 1] == following
+        assert names[at - 1] in (pool, pool.replace("pool", "lrn"))
+    if variant.startswith("cifar"):
         assert names.index("lrn1") < names.index("drop1")
     assert model.get_layer("drop1").rate == 0.3
     assert not set(stage_ends) & {layer.name for layer in plain.layers}
     assert model.count_params() == plain.count_params()
-    if variant == "cifar":
-        x = np.random.default_rng(0).integers(0, 256, size=(4, 32, 32, 3), dtype="uint8")
-        model.set_weights(plain.get_weights())
-        np.testing.assert_allclose(model(x, training=False), plain(x, training=False), rtol=1e-6)
-        np.testing.assert_allclose(plain(x, training=True), plain(x, training=False), rtol=1e-6)
-        assert not np.allclose(model(x, training=True), plain(x, training=True))
+    x = np.random.default_rng(0).integers(0, 256, size=(4, size, size, 3), dtype="uint8")
+    model.set_weights(plain.get_weights())
+    np.testing.assert_allclose(model(x, training=False), plain(x, training=False), rtol=1e-6)
+    np.testing.assert_allclose(plain(x, training=True), plain(x, training=False), rtol=1e-6)
+    assert not np.allclose(model(x, training=True), plain(x, training=True))

@@ -208,13 +208,13 @@ def test_conv_dropout_is_off_in_every_recipe_and_older_runs_resume_without_it():
     assert config.differences(saved, config.parse(["--conv-dropout", "0.2"])) == ["conv_dropout"]
 
 
-
 def test_conv_dropout_reaches_the_trained_model(tmp_path):
     assert train.main(["--data", "synthetic", "--limit", "64", "--epochs", "1", "--batch-size",
                        "32", "--conv-dropout", "0.2", "--workdir", str(tmp_path / "w"),
                        "--export-dir", str(tmp_path / "export"), "--verbose", "0"]) == 0
     model = keras.models.load_model(tmp_path / "w" / "best.keras")
     assert [model.get_layer(f"drop{i}").rate for i in (1, 2, 5)] == [0.2] * 3
+
 
 def test_a_workdir_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "w").write_text("")
