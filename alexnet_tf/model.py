@@ -175,10 +175,10 @@ def build_model(
     stage_end = None  # the name of the dropout owed before the next convolution
     for spec in cfg["features"]:
         kind, name = spec[:2]
-        if kind == "conv" and stage_end:
-            x = keras.layers.Dropout(conv_dropout, name=stage_end)(x)
-            stage_end = None
         if kind == "conv":
+            if stage_end:
+                x = keras.layers.Dropout(conv_dropout, name=stage_end)(x)
+                stage_end = None
             filters, kernel, stride, padding, groups = spec[2:]
             x = keras.layers.Conv2D(
                 filters, kernel, strides=stride, padding=padding, groups=groups,
