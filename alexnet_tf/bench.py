@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import data as data_lib, distribute
+from alexnet_tf import data as data_lib, distribute, sources
 from alexnet_tf.config import DEFAULT_RECIPE, PRECISIONS, RECIPES
 from alexnet_tf.export import export_model
 from alexnet_tf.inference import Classifier
@@ -138,7 +138,7 @@ def main(argv=None):
     # The augmentation training runs with this recipe (crops and flips always).
     augmentation = {k: RECIPES[recipe][k] for k in ("lighting", "cutout", "mixup")}
     geometry = data_lib.geometry_for(image_size)
-    synthetic = data_lib.load("synthetic", image_size=image_size, limit=2048)
+    synthetic = sources.load("synthetic", image_size=image_size, limit=2048)
     train_ds = data_lib.train_pipeline(
         synthetic.train, geometry, batch_size=args.batch_size, num_classes=10, seed=0,
         lighting_std=augmentation["lighting"], cutout=augmentation["cutout"],

@@ -1,29 +1,17 @@
-"""Data sources (tensorflow-datasets, image folders, synthetic) and the tf.data pipelines.
+"""Loaded data and the tf.data pipelines that turn it into batches for Keras.
 
-`load` reads a source into splits of stored images (uint8, `load_size` square, unbatched);
-`train_pipeline` and `eval_pipeline` turn a split into batches for Keras.
+`sources.load` reads a source into a `Data` of `Split`s of stored images (uint8, `load_size`
+square, unbatched); `train_pipeline` and `eval_pipeline` batch a split for training and evaluation.
 """
 
 import dataclasses
-import os
-import pathlib
-import textwrap
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import augment
-from alexnet_tf.config import folder_name, is_folder
 from alexnet_tf.model import RGB_MEAN  # cutout's fill: 0 after the model's normalisation
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# Above this many bytes of decoded images, stream from files instead of caching in memory
-# (from_tensor_slices also embeds the array in the dataset graph, which must stay under 2 GB).
-CACHE_LIMIT_BYTES = 1_500_000_000
-SYNTHETIC_SIZES = {"train": 1024, "val": 256, "test": 256}
 SPLITS = ("train", "val", "test")
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -64,30 +52,10 @@ class Split:
 class Data:
     name: str
     class_names: tuple
-    train: Split | None  # None when not asked for (`load(splits=...)`) or, for test, absent
+    train: Split | None  # None when not asked for (`sources.load(splits=...)`) or, for test, absent
     val: Split | None
     test: Split | None
     bad_files: list
-
-
-def load(source, *, image_size, val_fraction=0.1, seed=0, limit=None, cache=True, data_dir=None,
-         splits=SPLITS):
-    """Loads `source`: a tfds name (`cifar10`, `tfds:NAME`), a folder, or `synthetic`.
-
-    Only the `splits` named are decoded (the others are None): evaluating on the 5,000 held-out
-    images need not decode the 45,000 training ones. The held-out split is the same either way.
-    """
-    geometry = geometry_for(image_size)
-    if unknown := set(splits) - set(SPLITS):
-        raise ValueError(f"unknown splits {sorted(unknown)}; expected some of {SPLITS}")
-    if source == "synthetic":
-        data = _load_synthetic(geometry, seed, limit)
-        return dataclasses.replace(data, **{s: None for s in SPLITS if s not in splits})
-    if is_folder(source):
-        return _load_folder(pathlib.Path(source), geometry, val_fraction, seed, limit, cache,
-                            splits)
-    return _load_tfds(source.removeprefix("tfds:"), geometry, val_fraction, limit, cache, data_dir,
-                      splits)
 
 
 def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
@@ -142,212 +110,8 @@ def eval_pipeline(split, geometry, *, batch_size, num_classes=None, ten_crop=Fal
     return _finish(ds)
 
 
-def write_bad_files(bad_files, path):
-    """Reports skipped files once: a count on the console, the names in `path`."""
-    path = pathlib.Path(path)
-    # The list is this load's: one left by an earlier load (files fixed since) would mislead.
-    path.unlink(missing_ok=True)
-    if not bad_files:
-        return
-    path.write_text("".join(f"{name}\n" for name in bad_files))
-    print(f"Skipped {len(bad_files)} unreadable image file(s); their names are in {path}")
-
-
 def _finish(ds):
     options = tf.data.Options()
     # Shard by element across workers: works for in-memory arrays and file lists alike.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(AUTOTUNE)
-
-
-def _store(image, load_size):
-    """One decoded image -> uint8 load_size x load_size (short side scaled, centre crop)."""
-    def resize():
-        resized = augment.resize_and_center_crop(image, load_size)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-    shape = tf.shape(image)
-    already_stored = tf.logical_and(tf.equal(shape[0], load_size), tf.equal(shape[1], load_size))
-    stored = tf.cond(already_stored, lambda: tf.cast(image, tf.uint8), resize)  # CIFAR: no resize
-    return tf.ensure_shape(stored, [load_size, load_size, 3])
-
-
-# ---- folders -------------------------------------------------------------------------------
-
-def _load_folder(root, geometry, val_fraction, seed, limit, cache, wanted):
-    if not root.is_dir():
-        raise DataError(f"Data folder not found: {root}")
-    split_dirs = {"train": root / "train"}
-    if split_dirs["train"].is_dir():
-        for name, candidates in {"val": ("val", "validation"), "test": ("test",)}.items():
-            split_dirs[name] = next((root / c for c in candidates if (root / c).is_dir()), None)
-    else:
-        split_dirs = {"train": root, "val": None, "test": None}
-    class_names, train_files = _scan(split_dirs["train"])
-    rng = np.random.default_rng(seed)
-    if split_dirs["val"] is None:
-        if not 0 < val_fraction < 1:
-            raise DataError(f"{root} has no val/ folder: --val-fraction must be in (0, 1), "
-                            f"got {val_fraction}")
-        order = rng.permutation(len(train_files))
-        n_val = max(1, round(len(train_files) * val_fraction))
-        val_files = [train_files[i] for i in order[:n_val]]
-        train_files = [train_files[i] for i in order[n_val:]]
-    else:
-        val_files = _scan(split_dirs["val"], class_names)[1]
-        train_files = [train_files[i] for i in rng.permutation(len(train_files))]
-    if limit:
-        train_files = train_files[:limit]
-    test_files = _scan(split_dirs["test"], class_names)[1] if split_dirs["test"] else None
-    bad = []
-    splits = {name: _decode_files(files, geometry.load_size, cache, name, bad)
-              for name, files in [("train", train_files), ("val", val_files), ("test", test_files)]
-              if files is not None and name in wanted}
-    return Data(folder_name(root), class_names, splits.get("train"), splits.get("val"),
-                splits.get("test"), bad)
-
-
-def _scan(folder, expected_classes=None):
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"{folder} has no class subfolders (expected {folder}/<class>/<image>)")
-    class_names = tuple(p.name for p in class_dirs)
-    if expected_classes is not None and class_names != tuple(expected_classes):
-        raise DataError(f"{folder} has classes {list(class_names)}, but the training classes are "
-                        f"{list(expected_classes)}")
-    files = []
-    progress = keras.utils.Progbar(len(class_dirs), unit_name="class")
-    print(f"Scanning {folder}")
-    for label, class_dir in enumerate(class_dirs):
-        images = sorted(e.path for e in os.scandir(class_dir)
-                        if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
-        if not images:
-            raise DataError(f"Class folder {class_dir} holds no {'/'.join(IMAGE_EXTENSIONS)} images")
-        files += [(path, label) for path in images]
-        progress.update(label + 1)
-    return class_names, files
-
-
-def _decode_files(files, load_size, cache, name, bad):
-    paths = [path for path, _ in files]
-    labels = np.array([label for _, label in files], np.int32)
-
-    def read(path, label):
-        return _store(augment.decode_image(tf.io.read_file(path)), load_size), label, path
-
-    # Corrupt files raise in decode; ignore_errors drops them, and the surviving paths tell which.
-    ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    ds = ds.map(read, num_parallel_calls=AUTOTUNE).ignore_errors()
-    if not cache or len(files) * load_size * load_size * 3 > CACHE_LIMIT_BYTES:
-        print(f"{name}: streaming {len(files)} images from files (not cached in memory)")
-        return Split(ds.map(lambda image, label, path: (image, label)), len(files))
-    images = np.empty((len(files), load_size, load_size, 3), np.uint8)
-    kept_labels, kept_paths, count = np.empty_like(labels), set(), 0
-    print(f"Decoding {name} images into memory ({len(files)} files)")
-    progress = keras.utils.Progbar(len(files), unit_name="image")
-    for batch_images, batch_labels, batch_paths in ds.batch(512).as_numpy_iterator():
-        images[count : count + len(batch_images)] = batch_images
-        kept_labels[count : count + len(batch_images)] = batch_labels
-        kept_paths.update(p.decode() for p in batch_paths)
-        count += len(batch_images)
-        progress.update(count)
-    bad += [path for path in paths if path not in kept_paths]
-    if count == 0:
-        raise DataError(f"None of the {len(files)} {name} image files could be read")
-    return _cached_split(images[:count], kept_labels[:count])
-
-
-def _cached_split(images, labels):
-    return Split(tf.data.Dataset.from_tensor_slices((images, labels)), len(images), images)
-
-
-# ---- tensorflow-datasets -------------------------------------------------------------------
-
-def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir, wanted):
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.core.download import downloader
-
-    try:
-        tfds.builder(name, data_dir=data_dir)
-    except Exception as error:  # tfds raises DatasetNotFoundError with a long listing
-        raise DataError(f"Unknown tensorflow-datasets dataset '{name}' ({type(error).__name__}). "
-                        "Use --data cifar10, --data tfds:NAME or --data PATH/TO/FOLDER") from None
-    # tfds retries a failed download 10 times with back-off; offline that is minutes of waiting.
-    retries, downloader.MAX_RETRIES = downloader.MAX_RETRIES, 2
-    try:
-        train, info = tfds.load(name, split="train", as_supervised=True, with_info=True,
-                                data_dir=data_dir)
-    except Exception as error:
-        # The first line, cut at a word (a cut mid-word once turned port=443 into port=4);
-        # hard-cut when a single long word (a URL) would leave nothing.
-        first = (str(error).strip().splitlines() or [""])[0]
-        reason = textwrap.shorten(first, 200, placeholder=" ...")
-        if len(reason) < 40 < len(first):
-            reason = first[:197] + "..."
-        raise DataError(
-            f"Could not download or prepare tensorflow-datasets '{name}' "
-            f"({type(error).__name__}: {reason}). Without internet, train from a folder of "
-            f"images instead: --data PATH/TO/FOLDER (one subfolder per class)") from None
-    finally:
-        downloader.MAX_RETRIES = retries
-    label_feature = info.features[info.supervised_keys[1]]
-    class_names = CIFAR10_CLASSES if name == "cifar10" else tuple(label_feature.names)
-    others = {split: tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
-              for split in ("validation", "test") if split in info.splits}
-    val = others.get("validation")
-    if val is None:  # no validation split: the last `val_fraction` of train
-        n_train = int(train.cardinality())
-        n_val = max(1, round(n_train * val_fraction))
-        train, val = train.take(n_train - n_val), train.skip(n_train - n_val)
-    if limit:
-        train = train.take(limit)
-    splits = {split: _tfds_split(ds, geometry.load_size, cache, split)
-              for split, ds in [("train", train), ("val", val), ("test", others.get("test"))]
-              if ds is not None and split in wanted}
-    return Data(name, class_names, splits.get("train"), splits.get("val"), splits.get("test"), [])
-
-
-def _tfds_split(ds, load_size, cache, split):
-    size = int(ds.cardinality())  # tfds knows its split sizes, slices and `take` included
-    channels = ds.element_spec[0].shape[-1]
-
-    def rgb(image):  # grayscale (mnist) and RGBA datasets become RGB, as folders do
-        return tf.image.grayscale_to_rgb(image) if channels == 1 else image[..., :3]
-
-    ds = ds.map(lambda image, label: (_store(rgb(image), load_size), tf.cast(label, tf.int32)),
-                num_parallel_calls=AUTOTUNE)
-    if not cache or size * load_size * load_size * 3 > CACHE_LIMIT_BYTES:
-        return Split(ds, size)
-    print(f"Decoding {split} into memory")
-    images, labels = [], []
-    progress = keras.utils.Progbar(size, unit_name="image")
-    for batch_images, batch_labels in ds.batch(1024).as_numpy_iterator():
-        images.append(batch_images)
-        labels.append(batch_labels)
-        progress.add(len(batch_images))
-    if not images:
-        raise DataError(f"tensorflow-datasets split '{split}' is empty")
-    return _cached_split(np.concatenate(images), np.concatenate(labels))
-
-
-# ---- synthetic -----------------------------------------------------------------------------
-
-def _load_synthetic(geometry, seed, limit):
-    """Ten classes of coloured gratings at class-specific angles, with random phase and noise."""
-    class_names = tuple(f"pattern{k}" for k in range(10))
-    sizes = dict(SYNTHETIC_SIZES, train=limit or SYNTHETIC_SIZES["train"])
-    size = geometry.load_size
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    splits = {}
-    for index, (name, count) in enumerate(sizes.items()):
-        # A generator per split: val and test stay the same images whatever --limit is.
-        rng = np.random.default_rng([seed, index])
-        labels = rng.integers(0, 10, count).astype(np.int32)
-        angle = labels * np.pi / 10 + rng.normal(0, 0.05, count)
-        phase = rng.uniform(0, 2 * np.pi, count)
-        wave = np.sin(2 * np.pi * 4 * (np.cos(angle)[:, None, None] * xx
-                                       + np.sin(angle)[:, None, None] * yy) + phase[:, None, None])
-        tint = np.stack([np.cos(labels), np.sin(labels), np.cos(2 * labels)], -1)[:, None, None]
-        images = 128 + 60 * wave[..., None] * (0.6 + 0.4 * tint) + rng.normal(0, 20, (count, size, size, 3))
-        splits[name] = _cached_split(np.clip(images, 0, 255).astype(np.uint8), labels)
-    return Data("synthetic", class_names, splits["train"], splits["val"], splits["test"], [])

@@ -12,8 +12,7 @@ import sys
 
 import numpy as np
 
-from alexnet_tf import config, data as data_lib
-from alexnet_tf import plots
+from alexnet_tf import config, data as data_lib, plots, sources
 from alexnet_tf.inference import Classifier, ModelNotFound
 
 
@@ -111,7 +110,7 @@ def main(argv=None):
         val_fraction = _first(args.val_fraction, _recorded(trained, "val_fraction", (int, float)),
                               0.1)
         seed = _first(args.seed, _recorded(trained, "seed", int), 0)
-        load = functools.partial(data_lib.load, args.data, image_size=classifier.image_size,
+        load = functools.partial(sources.load, args.data, image_size=classifier.image_size,
                                  val_fraction=val_fraction, seed=seed)
         split = args.split
         dataset = load(splits=(split,))
@@ -130,7 +129,7 @@ def main(argv=None):
     except (ModelNotFound, data_lib.DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    data_lib.write_bad_files(dataset.bad_files, "bad_files.txt")
+    sources.write_bad_files(dataset.bad_files, "bad_files.txt")
     metrics = {"model": str(classifier.path), "data": args.data, "split": split,
                "tta": args.tta, **metrics}
     plots.confusion_matrix(metrics["confusion_matrix"], classifier.class_names, args.plot,

@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from alexnet_tf import augment, budget, config as config_lib, data as data_lib, distribute
-from alexnet_tf import multiworker, plots, rundir
+from alexnet_tf import multiworker, plots, rundir, sources
 from alexnet_tf.evaluate import compute_metrics, predict_split
 from alexnet_tf.export import export_model
 from alexnet_tf.model import build_model, count_flops, default_image_size
@@ -79,7 +79,7 @@ def train(cfg):
 
     # -- Data -----------------------------------------------------------------------------
     tf.keras.utils.set_random_seed(cfg.seed)
-    data = data_lib.load(cfg.data, image_size=image_size, val_fraction=cfg.val_fraction,
+    data = sources.load(cfg.data, image_size=image_size, val_fraction=cfg.val_fraction,
                          seed=cfg.seed, limit=cfg.limit, cache=cfg.cache)
     class_names = data.class_names
     eigval, eigvec = augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC
@@ -94,7 +94,7 @@ def train(cfg):
     if steps_per_epoch < 1:
         raise RunError(f"{data.train.size} training images make no batch of {cfg.batch_size}")
     rundir.start(cfg, workdir)  # every check has passed: only now may --overwrite delete
-    data_lib.write_bad_files(data.bad_files, workdir / "bad_files.txt")
+    sources.write_bad_files(data.bad_files, workdir / "bad_files.txt")
     (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
     geometry = data_lib.geometry_for(image_size)
     train_ds = data_lib.train_pipeline(

@@ -168,7 +168,7 @@ def test_export_cli_from_checkpoint(tmp_path):
 
 def test_evaluate_rebuilds_the_training_runs_split(tmp_path, monkeypatch, capsys):
     """Another seed or fraction would hold out images the model trained on."""
-    from alexnet_tf import data as data_lib, evaluate
+    from alexnet_tf import data as data_lib, evaluate, sources
 
     model = build_model("cifar", num_classes=3, image_size=16)
     seen = []
@@ -185,7 +185,7 @@ def test_evaluate_rebuilds_the_training_runs_split(tmp_path, monkeypatch, capsys
         assert evaluate.main(["--model", str(version), "--data", data, *flags]) == 2
         return seen[-1]["seed"], seen[-1]["val_fraction"]
 
-    monkeypatch.setattr(data_lib, "load", load)
+    monkeypatch.setattr(sources, "load", load)
     trained = {"config": {"seed": 1, "val_fraction": 0.2, "data": "cifar10"}}
     assert evaluated(trained) == (1, 0.2)
     assert evaluated(trained, "--seed", "3") == (3, 0.2)
@@ -248,7 +248,7 @@ def test_evaluate_and_predict_commands(exported, tmp_path):
 
 def test_evaluate_export_matches_keras_when_cropping(tmp_path):
     """At 72 px the stored images are 82 px and get centre-cropped once, as in training."""
-    from alexnet_tf import data as data_lib, evaluate
+    from alexnet_tf import data as data_lib, evaluate, sources
     from alexnet_tf.inference import Classifier
 
     keras.utils.set_random_seed(1)
@@ -257,7 +257,7 @@ def test_evaluate_export_matches_keras_when_cropping(tmp_path):
     assert geometry.crop_fraction < 1
     # No crop_fraction given: export_model takes the one training uses at this size.
     version = export.export_model(model, tmp_path, class_names=[f"pattern{k}" for k in range(10)])
-    d = data_lib.load("synthetic", image_size=72, limit=16)
+    d = sources.load("synthetic", image_size=72, limit=16)
     by_keras = evaluate.predict_split(
         lambda x: tf.nn.softmax(model(x)), data_lib.eval_pipeline(d.val, geometry, batch_size=64))
     metrics = evaluate.evaluate_export(Classifier(version), d.val, geometry, d.class_names)

@@ -131,14 +131,14 @@ def test_a_plateau_cut_is_in_the_row_of_the_epoch_that_made_it(tmp_path):
 
 
 def test_pca_data_needs_the_training_images_in_memory(tmp_path, monkeypatch, capsys):
-    from alexnet_tf import data as data_lib
+    from alexnet_tf import sources
 
     folder = write_image_folder(tmp_path / "pets", per_class=4)
     args = ["--data", str(folder), "--lighting", "0.1", "--pca", "data",
             "--workdir", str(tmp_path / "w")]
     assert train.main(args + ["--no-cache"]) == 2
     assert "(drop --no-cache)" in capsys.readouterr().err
-    monkeypatch.setattr(data_lib, "CACHE_LIMIT_BYTES", 0)  # as if the split were too large
+    monkeypatch.setattr(sources, "CACHE_LIMIT_BYTES", 0)  # as if the split were too large
     assert train.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "over the in-memory cache limit" in err[0]
