@@ -75,8 +75,8 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
                 tape.watch(x)
                 y = layer(x, training=True)
                 loss = tf.reduce_sum(tf.cast(y, tf.float32))
-            sources = [w.value for w in layer.trainable_weights]
-            grads = tape.gradient(loss, sources + ([x] if wants_input_grad else []))
+            weights = [w.value for w in layer.trainable_weights]
+            grads = tape.gradient(loss, weights + ([x] if wants_input_grad else []))
             return loss, [tf.reduce_sum(tf.cast(g, tf.float32)) for g in grads if g is not None]
 
         step(x)
