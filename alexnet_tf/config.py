@@ -50,7 +50,9 @@ DEFAULT_RECIPE = {"paper": "paper", "torchvision": "paper", "seed": "seed", "cif
                   "cifar_wide": "fast"}
 # Fields added to the recipes later, with the value every run had before: a resumed older run
 # keeps it (pass the flag to change it).
-BEFORE_IT_EXISTED = {"cutout": 0, "mixup": 0.0, "conv_dropout": 0.0}
+# What runs saved before a field existed did; a callable reads it from the saved config.
+BEFORE_IT_EXISTED = {"cutout": 0, "mixup": 0.0, "conv_dropout": 0.0,
+                     "split_seed": lambda old: old.get("seed", 0)}  # --seed drew the split then
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
@@ -71,7 +73,8 @@ class Config:
     precision: str = "auto"
     val_fraction: float = 0.1
     limit: int | None = None  # use only the first N training examples
-    seed: int = 0
+    seed: int = 0  # initialisation, shuffling, augmentation
+    split_seed: int = 0  # the held-out validation split: the same images whatever --seed
     workdir: str | None = None  # default: runs/alexnet_<dataset>_<variant>[_<recipe>]
     export_dir: str | None = None  # default: saved_models/alexnet_<dataset>
     # Recipe parts (None = the recipe's value).
@@ -145,8 +148,12 @@ HELP = {
     "precision": f"one of {', '.join(PRECISIONS)}; auto = mixed_float16 on GPUs, "
                  "mixed_bfloat16 on CPUs with AVX-512 BF16, float32 otherwise",
     "val_fraction": "validation share carved from train when there is no validation split "
-                    "(seeded; default 0.1)",
+                    "(seeded by --split-seed; default 0.1)",
     "limit": "use only the first N training examples (quick runs)",
+    "seed": "seeds initialisation, shuffling and augmentation, not the validation split "
+            "(default: 0)",
+    "split_seed": "seeds the validation split carved from train (and synthetic data); "
+                  "runs with other --seed values validate on the same images (default: 0)",
     "workdir": "checkpoints, logs, plots, metrics (default: runs/alexnet_<dataset>_<variant>, "
                "plus _<recipe> for a recipe other than the variant's own)",
     "export_dir": "SavedModel base directory (default: saved_models/alexnet_<dataset>)",
@@ -226,6 +233,7 @@ _RANGES = {
     "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE, "cutout": _NON_NEGATIVE,
     "mixup": _NON_NEGATIVE,
     "seed": (lambda v: 0 <= v < 2**32, "between 0 and 2**32 - 1"),  # NumPy's seed range
+    "split_seed": (lambda v: 0 <= v < 2**32, "between 0 and 2**32 - 1"),
 }
 
 
@@ -262,6 +270,8 @@ def load_json(path):
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a JSON object of config keys")
     values.pop("overwrite", None)  # a flag only (see record); older config.json files hold it
+    if "seed" in values and "split_seed" not in values:  # saved before split_seed existed,
+        values["split_seed"] = values["seed"]  # when --seed drew the split too
     fields = {f.name: f for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -295,8 +305,12 @@ def differences(old, new):
 
     A field added after `old` was saved counts as what runs did before it, so older runs still
     resume."""
+    def saved(name, default):
+        before = BEFORE_IT_EXISTED.get(name, default)
+        return old.get(name, before(old) if callable(before) else before)
+
     return [f.name for f in dataclasses.fields(Config) if f.name not in NOT_PART_OF_THE_RUN
-            and old.get(f.name, BEFORE_IT_EXISTED.get(f.name, f.default)) != getattr(new, f.name)]
+            and saved(f.name, f.default) != getattr(new, f.name)]
 
 
 def _recipe_default(name):

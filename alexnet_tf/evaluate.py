@@ -89,12 +89,13 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
     parser.add_argument("--plot", metavar="PNG", default="confusion_matrix.png",
                         help="confusion-matrix image (default: %(default)s)")
-    # The held-out split is rebuilt from these: a different seed or fraction than training's
-    # would put trained-on images into it and inflate the figures.
+    # The held-out split is rebuilt from these: a different split seed or fraction than
+    # training's would put trained-on images into it and inflate the figures.
     parser.add_argument("--val-fraction", type=float, default=None,
                         help="default: the training run's, from the export's metadata (else 0.1)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="default: the training run's, from the export's metadata (else 0)")
+    parser.add_argument("--split-seed", "--seed", type=int, default=None, dest="split_seed",
+                        help="default: the training run's, from the export's metadata (else 0); "
+                             "--seed is its older name")
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
     try:
@@ -109,9 +110,11 @@ def main(argv=None):
         trained = trained if isinstance(trained, dict) else {}
         val_fraction = _first(args.val_fraction, _recorded(trained, "val_fraction", (int, float)),
                               0.1)
-        seed = _first(args.seed, _recorded(trained, "seed", int), 0)
+        # Runs recorded before split_seed existed drew the split from their seed.
+        split_seed = _first(args.split_seed, _recorded(trained, "split_seed", int),
+                            _recorded(trained, "seed", int), 0)
         load = functools.partial(sources.load, args.data, image_size=classifier.image_size,
-                                 val_fraction=val_fraction, seed=seed)
+                                 val_fraction=val_fraction, split_seed=split_seed)
         split = args.split
         dataset = load(splits=(split,))
         if split == "test" and dataset.test is None:

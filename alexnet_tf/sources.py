@@ -25,22 +25,23 @@ CACHE_LIMIT_BYTES = 1_500_000_000
 SYNTHETIC_SIZES = {"train": 1024, "val": 256, "test": 256}
 
 
-def load(source, *, image_size, val_fraction=0.1, seed=0, limit=None, cache=True, data_dir=None,
-         splits=SPLITS):
+def load(source, *, image_size, val_fraction=0.1, split_seed=0, limit=None, cache=True,
+         data_dir=None, splits=SPLITS):
     """Loads `source`: a tfds name (`cifar10`, `tfds:NAME`), a folder, or `synthetic`.
 
     Only the `splits` named are decoded (the others are None): evaluating on the 5,000 held-out
-    images need not decode the 45,000 training ones. The held-out split is the same either way.
+    images need not decode the 45,000 training ones. The held-out split is the same either way,
+    and depends on `split_seed` alone (a folder's `val_fraction` share; synthetic images).
     """
     geometry = geometry_for(image_size)
     if unknown := set(splits) - set(SPLITS):
         raise ValueError(f"unknown splits {sorted(unknown)}; expected some of {SPLITS}")
     if source == "synthetic":
-        data = _load_synthetic(geometry, seed, limit)
+        data = _load_synthetic(geometry, split_seed, limit)
         return dataclasses.replace(data, **{s: None for s in SPLITS if s not in splits})
     if is_folder(source):
-        return _load_folder(pathlib.Path(source), geometry, val_fraction, seed, limit, cache,
-                            splits)
+        return _load_folder(pathlib.Path(source), geometry, val_fraction, split_seed, limit,
+                            cache, splits)
     return _load_tfds(source.removeprefix("tfds:"), geometry, val_fraction, limit, cache, data_dir,
                       splits)
 
@@ -70,7 +71,7 @@ def _store(image, load_size):
 
 # ---- folders -------------------------------------------------------------------------------
 
-def _load_folder(root, geometry, val_fraction, seed, limit, cache, wanted):
+def _load_folder(root, geometry, val_fraction, split_seed, limit, cache, wanted):
     if not root.is_dir():
         raise DataError(f"Data folder not found: {root}")
     split_dirs = {"train": root / "train"}
@@ -80,7 +81,7 @@ def _load_folder(root, geometry, val_fraction, seed, limit, cache, wanted):
     else:
         split_dirs = {"train": root, "val": None, "test": None}
     class_names, train_files = _scan(split_dirs["train"])
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(split_seed)
     if split_dirs["val"] is None:
         if not 0 < val_fraction < 1:
             raise DataError(f"{root} has no val/ folder: --val-fraction must be in (0, 1), "
@@ -228,7 +229,7 @@ def _tfds_split(ds, load_size, cache, split):
 
 # ---- synthetic -----------------------------------------------------------------------------
 
-def _load_synthetic(geometry, seed, limit):
+def _load_synthetic(geometry, split_seed, limit):
     """Ten classes of coloured gratings at class-specific angles, with random phase and noise."""
     class_names = tuple(f"pattern{k}" for k in range(10))
     sizes = dict(SYNTHETIC_SIZES, train=limit or SYNTHETIC_SIZES["train"])
@@ -237,7 +238,7 @@ def _load_synthetic(geometry, seed, limit):
     splits = {}
     for index, (name, count) in enumerate(sizes.items()):
         # A generator per split: val and test stay the same images whatever --limit is.
-        rng = np.random.default_rng([seed, index])
+        rng = np.random.default_rng([split_seed, index])
         labels = rng.integers(0, 10, count).astype(np.int32)
         angle = labels * np.pi / 10 + rng.normal(0, 0.05, count)
         phase = rng.uniform(0, 2 * np.pi, count)

@@ -80,7 +80,7 @@ def train(cfg):
     # -- Data -----------------------------------------------------------------------------
     tf.keras.utils.set_random_seed(cfg.seed)
     data = sources.load(cfg.data, image_size=image_size, val_fraction=cfg.val_fraction,
-                        seed=cfg.seed, limit=cfg.limit, cache=cfg.cache)
+                        split_seed=cfg.split_seed, limit=cfg.limit, cache=cfg.cache)
     class_names = data.class_names
     eigval, eigvec = augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC
     if cfg.lighting and cfg.pca == "data":

@@ -167,7 +167,7 @@ def test_export_cli_from_checkpoint(tmp_path):
 
 
 def test_evaluate_rebuilds_the_training_runs_split(tmp_path, monkeypatch, capsys):
-    """Another seed or fraction would hold out images the model trained on."""
+    """Another split seed or fraction would hold out images the model trained on."""
     from alexnet_tf import data as data_lib, evaluate, sources
 
     model = build_model("cifar", num_classes=3, image_size=16)
@@ -183,12 +183,14 @@ def test_evaluate_rebuilds_the_training_runs_split(tmp_path, monkeypatch, capsys
         version = export.export_model(model, tmp_path / "m", class_names=CLASSES,
                                       metadata=metadata)
         assert evaluate.main(["--model", str(version), "--data", data, *flags]) == 2
-        return seen[-1]["seed"], seen[-1]["val_fraction"]
+        return seen[-1]["split_seed"], seen[-1]["val_fraction"]
 
     monkeypatch.setattr(sources, "load", load)
     trained = {"config": {"seed": 1, "val_fraction": 0.2, "data": "cifar10"}}
     assert evaluated(trained) == (1, 0.2)
-    assert evaluated(trained, "--seed", "3") == (3, 0.2)
+    assert evaluated(trained, "--split-seed", "3") == evaluated(trained, "--seed", "3") == (3, 0.2)
+    # The split comes from split_seed; only runs recorded before it existed used their seed.
+    assert evaluated({"config": {"seed": 1, "split_seed": 4}}) == (4, 0.1)
     assert evaluated(trained, "--val-fraction", "0.5") == (1, 0.5)
     assert "warning" not in capsys.readouterr().out
     for unusable in (None, {"config": [1]}, {"config": {"seed": "1", "val_fraction": True}}):

@@ -25,7 +25,7 @@ def test_folder_formats_grayscale_rgba_and_corrupt(tmp_path):
     Image.fromarray(np.full((9, 9, 4), 90, np.uint8), "RGBA").save(root / "dog" / "rgba.png")
     (root / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     (root / "dog" / "notes.txt").write_text("ignored: not an image extension")
-    d = sources.load(str(root), image_size=16, val_fraction=0.25, seed=1)
+    d = sources.load(str(root), image_size=16, val_fraction=0.25, split_seed=1)
     assert d.class_names == ("cat", "dog")
     assert d.train.size + d.val.size == 6 + 6 + 2  # the corrupt file is skipped
     assert [p.rsplit("/", 1)[-1] for p in d.bad_files] == ["broken.jpg"]
@@ -41,17 +41,18 @@ def test_folder_formats_grayscale_rgba_and_corrupt(tmp_path):
 
 def test_folder_split_is_seeded(tmp_path):
     root = write_folder(tmp_path / "pets", per_class=10)
-    first = sources.load(str(root), image_size=16, val_fraction=0.3, seed=3)
-    again = sources.load(str(root), image_size=16, val_fraction=0.3, seed=3)
-    other = sources.load(str(root), image_size=16, val_fraction=0.3, seed=4)
+    first = sources.load(str(root), image_size=16, val_fraction=0.3, split_seed=3)
+    again = sources.load(str(root), image_size=16, val_fraction=0.3, split_seed=3)
+    other = sources.load(str(root), image_size=16, val_fraction=0.3, split_seed=4)
     np.testing.assert_array_equal(first.val.images, again.val.images)
     assert first.val.size == 6 and not np.array_equal(first.val.images, other.val.images)
 
 
 def test_only_the_splits_asked_for_are_decoded(tmp_path):
     root = write_folder(tmp_path / "pets", per_class=10)
-    full = sources.load(str(root), image_size=16, val_fraction=0.3, seed=3)
-    val_only = sources.load(str(root), image_size=16, val_fraction=0.3, seed=3, splits=("val",))
+    full = sources.load(str(root), image_size=16, val_fraction=0.3, split_seed=3)
+    val_only = sources.load(str(root), image_size=16, val_fraction=0.3, split_seed=3,
+                            splits=("val",))
     assert val_only.train is None and val_only.test is None
     np.testing.assert_array_equal(val_only.val.images, full.val.images)  # the same held-out images
     assert sources.load("synthetic", image_size=16, limit=8, splits=("test",)).val is None

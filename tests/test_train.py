@@ -208,6 +208,30 @@ def test_conv_dropout_is_off_in_every_recipe_and_older_runs_resume_without_it():
     assert config.differences(saved, config.parse(["--conv-dropout", "0.2"])) == ["conv_dropout"]
 
 
+def test_the_validation_split_depends_on_split_seed_alone(tmp_path, monkeypatch):
+    """Runs with another --seed validate on the same images; older runs resume as they were."""
+    from alexnet_tf import data as data_lib, sources
+
+    asked = []
+
+    def load(source, **kwargs):  # records the split seed train asks for, then stops the run
+        asked.append(kwargs["split_seed"])
+        raise data_lib.DataError("recorded")
+
+    monkeypatch.setattr(sources, "load", load)
+    for flags in ([], ["--seed", "7"], ["--seed", "7", "--split-seed", "3"]):
+        assert train.main(["--data", "synthetic", "--workdir", str(tmp_path / "w"), *flags]) == 2
+    assert asked == [0, 0, 3]
+    # A run saved before split_seed existed drew its split from --seed.
+    saved = json.loads(config.parse(["--seed", "5"]).to_json())
+    del saved["split_seed"]
+    assert config.differences(saved, config.parse(["--seed", "5", "--split-seed", "5"])) == []
+    assert config.differences(saved, config.parse(["--seed", "5"])) == ["split_seed"]
+    file = tmp_path / "old_config.json"
+    file.write_text(json.dumps(saved))
+    assert config.parse(["--config", str(file)]).split_seed == 5
+
+
 def test_conv_dropout_reaches_the_trained_model(tmp_path):
     assert train.main(["--data", "synthetic", "--limit", "64", "--epochs", "1", "--batch-size",
                        "32", "--conv-dropout", "0.2", "--workdir", str(tmp_path / "w"),
