@@ -48,9 +48,8 @@ RECIPES = {
 RECIPES["long"] = dict(RECIPES["fast"], epochs=90)
 DEFAULT_RECIPE = {"paper": "paper", "torchvision": "paper", "seed": "seed", "cifar": "fast",
                   "cifar_wide": "fast"}
-# Fields added to the recipes later, with the value every run had before: a resumed older run
-# keeps it (pass the flag to change it).
-# What runs saved before a field existed did; a callable reads it from the saved config.
+# Fields added later, with what every run saved before them did (a callable reads it from the
+# saved config): an older run resumes only with that value, so the run stays the one it was.
 BEFORE_IT_EXISTED = {"cutout": 0, "mixup": 0.0, "conv_dropout": 0.0,
                      "split_seed": lambda old: old.get("seed", 0)}  # --seed drew the split then
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -152,8 +151,9 @@ HELP = {
     "limit": "use only the first N training examples (quick runs)",
     "seed": "seeds initialisation, shuffling and augmentation, not the validation split "
             "(default: 0)",
-    "split_seed": "seeds the validation split carved from train (and synthetic data); "
-                  "runs with other --seed values validate on the same images (default: 0)",
+    "split_seed": "seeds the validation split carved from train, the order --limit keeps "
+                  "images in, and synthetic data; runs with other --seed values validate on "
+                  "the same images (default: 0)",
     "workdir": "checkpoints, logs, plots, metrics (default: runs/alexnet_<dataset>_<variant>, "
                "plus _<recipe> for a recipe other than the variant's own)",
     "export_dir": "SavedModel base directory (default: saved_models/alexnet_<dataset>)",
@@ -270,8 +270,6 @@ def load_json(path):
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a JSON object of config keys")
     values.pop("overwrite", None)  # a flag only (see record); older config.json files hold it
-    if "seed" in values and "split_seed" not in values:  # saved before split_seed existed,
-        values["split_seed"] = values["seed"]  # when --seed drew the split too
     fields = {f.name: f for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -305,12 +303,14 @@ def differences(old, new):
 
     A field added after `old` was saved counts as what runs did before it, so older runs still
     resume."""
-    def saved(name, default):
-        before = BEFORE_IT_EXISTED.get(name, default)
-        return old.get(name, before(old) if callable(before) else before)
-
     return [f.name for f in dataclasses.fields(Config) if f.name not in NOT_PART_OF_THE_RUN
-            and saved(f.name, f.default) != getattr(new, f.name)]
+            and saved_value(old, f.name) != getattr(new, f.name)]
+
+
+def saved_value(old, name):
+    """The value of `name` in the saved config `old`, or what runs did before it existed."""
+    before = BEFORE_IT_EXISTED.get(name, Config.__dataclass_fields__[name].default)
+    return old.get(name, before(old) if callable(before) else before)
 
 
 def _recipe_default(name):

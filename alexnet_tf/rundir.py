@@ -31,9 +31,12 @@ def check(cfg, workdir):
             raise RunError(f"{saved} is unreadable ({old}): delete it to resume the run, or "
                            "use --overwrite to start afresh")
         changed = config.differences(old, cfg)
-        if changed:
-            raise RunError(f"{workdir} holds a run with a different config ({', '.join(changed)}"
-                           "): use another --workdir, or --overwrite to start fresh")
+        if changed:  # with the saved values, so resuming it takes no digging
+            was = ", ".join(f"{name} {config.saved_value(old, name)!r}, now {getattr(cfg, name)!r}"
+                            for name in changed)
+            raise RunError(f"{workdir} holds a run with a different config ({was}): pass the "
+                           "saved values to resume it, use another --workdir, or --overwrite to "
+                           "start fresh")
         if (workdir / "metrics.json").is_file():
             raise RunError(f"{workdir} holds a finished run: use --overwrite to train again")
         print(f"Resuming the run in {workdir}")

@@ -31,7 +31,8 @@ def load(source, *, image_size, val_fraction=0.1, split_seed=0, limit=None, cach
 
     Only the `splits` named are decoded (the others are None): evaluating on the 5,000 held-out
     images need not decode the 45,000 training ones. The held-out split is the same either way,
-    and depends on `split_seed` alone (a folder's `val_fraction` share; synthetic images).
+    and depends on `split_seed` alone (a folder's `val_fraction` share; synthetic images), which
+    also orders a folder's training files, so it picks the ones `limit` keeps.
     """
     geometry = geometry_for(image_size)
     if unknown := set(splits) - set(SPLITS):

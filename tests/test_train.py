@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import config, inference, train
+from alexnet_tf import config, inference, rundir, train
 from helpers import REPO, run_module, write_image_folder
 
 RUN_FILES = {"config.json", "labels.txt", "metrics.json", "history.csv", "best.keras",
@@ -63,7 +63,7 @@ def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     assert train.main(args) == 2  # finished run: needs --overwrite
     assert "--overwrite" in capsys.readouterr().err
     assert train.main(args + ["--lr", "0.5"]) == 2
-    assert "different config (lr" in capsys.readouterr().err
+    assert "different config (lr 0.05, now 0.5): pass the saved values" in capsys.readouterr().err
     assert train.main(args + ["--overwrite"]) == 0
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["1", "2"]
     # An --overwrite that a later check refuses costs nothing: the old run stays whole.
@@ -96,6 +96,7 @@ def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     (["--verbose", "loud"], "--verbose must be one of auto, 0, 1, 2"),
     (["--recipe", "paper", "--warmup-epochs", "2"], "--warmup-epochs needs --schedule cosine"),
     (["--seed", str(2**32)], "--seed must be between 0 and 2**32 - 1"),  # NumPy's limit
+    (["--split-seed", "-1"], "--split-seed must be between 0 and 2**32 - 1"),
 ])
 def test_clear_errors(argv, message, capsys, tmp_path):
     code = train.main(argv + ["--workdir", str(tmp_path / "w"), "--data", "synthetic"][
@@ -227,9 +228,10 @@ def test_the_validation_split_depends_on_split_seed_alone(tmp_path, monkeypatch)
     del saved["split_seed"]
     assert config.differences(saved, config.parse(["--seed", "5", "--split-seed", "5"])) == []
     assert config.differences(saved, config.parse(["--seed", "5"])) == ["split_seed"]
-    file = tmp_path / "old_config.json"
-    file.write_text(json.dumps(saved))
-    assert config.parse(["--config", str(file)]).split_seed == 5
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(rundir.RunError, match="split_seed 5, now 0"):  # says what resumes it
+        rundir.check(config.parse(["--seed", "5"]), tmp_path / "old")
 
 
 def test_conv_dropout_reaches_the_trained_model(tmp_path):
