@@ -223,6 +223,7 @@ _FRACTION = (lambda v: 0 <= v < 1, "at least 0 and below 1")
 _POSITIVE = (lambda v: v > 0, "above 0")
 _NON_NEGATIVE = (lambda v: v >= 0, "at least 0")
 _COUNT = (lambda v: v >= 1, "at least 1")
+_SEED = (lambda v: 0 <= v < 2**32, "between 0 and 2**32 - 1")  # NumPy's seed range
 # Ranges checked before any work starts, so a typo is one line, not a traceback mid-run.
 _RANGES = {
     "epochs": _COUNT, "batch_size": _COUNT, "limit": _COUNT, "image_size": _COUNT,
@@ -232,8 +233,7 @@ _RANGES = {
     "l2": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "warmup_epochs": _NON_NEGATIVE,
     "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE, "cutout": _NON_NEGATIVE,
     "mixup": _NON_NEGATIVE,
-    "seed": (lambda v: 0 <= v < 2**32, "between 0 and 2**32 - 1"),  # NumPy's seed range
-    "split_seed": (lambda v: 0 <= v < 2**32, "between 0 and 2**32 - 1"),
+    "seed": _SEED, "split_seed": _SEED,
 }
 
 

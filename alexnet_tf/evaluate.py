@@ -110,9 +110,7 @@ def main(argv=None):
         trained = trained if isinstance(trained, dict) else {}
         val_fraction = _first(args.val_fraction, _recorded(trained, "val_fraction", (int, float)),
                               0.1)
-        # Runs recorded before split_seed existed drew the split from their seed.
-        split_seed = _first(args.split_seed, _recorded(trained, "split_seed", int),
-                            _recorded(trained, "seed", int), 0)
+        split_seed = _first(args.split_seed, _recorded(trained, "split_seed", int), 0)
         load = functools.partial(sources.load, args.data, image_size=classifier.image_size,
                                  val_fraction=val_fraction, split_seed=split_seed)
         split = args.split
@@ -154,8 +152,9 @@ def _first(*values):
 
 
 def _recorded(trained, key, kind):
-    """A value the training run recorded, if it is one (metadata.json can be edited by hand)."""
-    value = trained.get(key)
+    """A value the training run recorded (for a field added later, what runs did before it,
+    e.g. their seed for split_seed), if it is one (metadata.json can be edited by hand)."""
+    value = config.saved_value(trained, key)
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
