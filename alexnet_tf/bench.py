@@ -20,10 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import data as data_lib, distribute, sources
-from alexnet_tf.config import DEFAULT_RECIPE, PRECISIONS, RECIPES
+from alexnet_tf.config import PRECISIONS
 from alexnet_tf.export import export_model
 from alexnet_tf.inference import Classifier
 from alexnet_tf.model import VARIANTS, build_model, count_flops, default_image_size, layer_flops
+from alexnet_tf.recipes import DEFAULT_RECIPE, RECIPES
 
 
 def matmul_peak(dtype, n=4096, repeats=10):
