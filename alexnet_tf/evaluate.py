@@ -2,6 +2,8 @@
 
     python -m alexnet_tf.evaluate --model saved_models/alexnet_cifar10 --data DATA [--split test]
         [--tta] [--json FILE]
+
+Several --model exports are evaluated as an ensemble: their softmax outputs are averaged.
 """
 
 import argparse
@@ -54,9 +56,10 @@ def compute_metrics(probabilities, labels, class_names):
     }
 
 
-def evaluate_export(classifier, dataset_split, geometry, data_classes, *, batch_size=256,
-                    ten_crop=False):
-    """Metrics of an export on a split whose labels index `data_classes`."""
+def predict_export(classifier, dataset_split, geometry, data_classes, *, batch_size=256,
+                   ten_crop=False):
+    """(probabilities [N, C], labels [N]) of an export on a split whose labels index
+    `data_classes`; both in the model's class order (`classifier.class_names`)."""
     model_classes = classifier.class_names
     unknown = [c for c in data_classes if c not in model_classes]
     if unknown:
@@ -75,13 +78,23 @@ def evaluate_export(classifier, dataset_split, geometry, data_classes, *, batch_
         def predict(images):
             return classifier.classify(images)["probabilities"]
     probabilities, labels = predict_split(predict, ds, ten_crop)
-    return compute_metrics(probabilities, to_model[labels], model_classes)
+    return probabilities, to_model[labels]
+
+
+def evaluate_export(classifier, dataset_split, geometry, data_classes, *, batch_size=256,
+                    ten_crop=False):
+    """Metrics of an export on a split whose labels index `data_classes`."""
+    return compute_metrics(*predict_export(classifier, dataset_split, geometry, data_classes,
+                                           batch_size=batch_size, ten_crop=ten_crop),
+                           classifier.class_names)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m alexnet_tf.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="export: version dir or model base dir")
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="export: version dir or model base dir; several: their ensemble "
+                             "(softmax outputs averaged)")
     parser.add_argument("--data", required=True, help="as for train: cifar10, tfds:NAME, a folder")
     parser.add_argument("--split", default="test", choices=("test", "val", "train"),
                         help="default test; falls back to val when the data has no test split")
@@ -101,42 +114,72 @@ def main(argv=None):
     try:
         for out in filter(None, (args.plot, args.json)):  # before the work, not after it
             pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
-        classifier = Classifier(args.model)
-        geometry = data_lib.Geometry(classifier.image_size,
-                                     round(classifier.image_size / classifier.metadata.get(
-                                         "crop_fraction", 1.0)),
-                                     data_lib.geometry_for(classifier.image_size).crop)
-        trained = classifier.metadata.get("config")
-        trained = trained if isinstance(trained, dict) else {}
-        val_fraction = _first(args.val_fraction, _recorded(trained, "val_fraction", (int, float)),
-                              0.1)
-        split_seed = _first(args.split_seed, _recorded(trained, "split_seed", int), 0)
-        load = functools.partial(sources.load, args.data, image_size=classifier.image_size,
-                                 val_fraction=val_fraction, split_seed=split_seed)
-        split = args.split
-        dataset = load(splits=(split,))
-        if split == "test" and dataset.test is None:
+        members = [Classifier(path) for path in args.model]
+        reference = members[0].class_names
+        for member in members[1:]:
+            if sorted(member.class_names) != sorted(reference):
+                raise data_lib.DataError(
+                    f"{member.path} knows other classes than {members[0].path}: "
+                    f"{member.class_names} against {reference}")
+        splits = [_split_of(member, args) for member in members]
+        loads, split = {}, args.split
+
+        def load(image_size):  # once per input size, not once per member
+            if image_size not in loads:
+                loads[image_size] = sources.load(args.data, image_size=image_size,
+                                                 splits=(split,), **splits[0])
+            return loads[image_size]
+
+        if split == "test" and load(members[0].image_size).test is None:
             print(f"{args.data} has no test split: evaluating on the validation split")
-            split = "val"
-        if split == "val" and not _same_source(trained.get("data"),
-                                               classifier.metadata.get("data_path"), args.data):
-            print(f"warning: the model was trained on {trained['data']}: a validation split "
-                  f"carved from {args.data} may hold images it trained on")
-        if split != args.split:
-            dataset = load(splits=(split,))
-        metrics = evaluate_export(classifier, getattr(dataset, split), geometry,
-                                  dataset.class_names, batch_size=args.batch_size,
-                                  ten_crop=args.tta)
+            split, loads = "val", {}
+        if split != "test" and any(s != splits[0] for s in splits):
+            raise data_lib.DataError(
+                f"the models hold out different validation splits ({_describe(splits)}): on "
+                f"{split}, each would be scored on images another trained on; pass "
+                "--split-seed and --val-fraction to evaluate them on one anyway")
+        outputs = []
+        for member in members:
+            trained = _trained(member)
+            if split == "val" and not _same_source(trained.get("data"),
+                                                   member.metadata.get("data_path"), args.data):
+                name = "the model" if len(members) == 1 else member.path
+                print(f"warning: {name} was trained on {trained['data']}: a validation split "
+                      f"carved from {args.data} may hold images it trained on")
+            dataset = load(member.image_size)
+            probabilities, labels = predict_export(
+                member, getattr(dataset, split), _geometry(member), dataset.class_names,
+                batch_size=args.batch_size, ten_crop=args.tta)
+            # Columns and labels in the first model's class order.
+            order = [member.class_names.index(c) for c in reference]
+            to_reference = np.array([reference.index(c) for c in member.class_names])
+            outputs.append((probabilities[:, order], to_reference[labels]))
+        if any(not np.array_equal(labels, outputs[0][1]) for _, labels in outputs):
+            raise data_lib.DataError("the models were shown different images or labels")
     except (ModelNotFound, data_lib.DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     sources.write_bad_files(dataset.bad_files, "bad_files.txt")
-    metrics = {"model": str(classifier.path), "data": args.data, "split": split,
-               "tta": args.tta, **metrics}
-    plots.confusion_matrix(metrics["confusion_matrix"], classifier.class_names, args.plot,
+    labels = outputs[0][1]
+    suffix = ", 10-crop" if args.tta else ""
+    if len(members) == 1:
+        metrics = {"model": str(members[0].path)}
+    else:
+        # Section 6 of the paper: "averaging the predictions of five similar CNNs".
+        member_metrics = [compute_metrics(p, labels, reference) for p, _ in outputs]
+        metrics = {"models": [str(m.path) for m in members],
+                   "members": [{"model": str(m.path), "top1": x["top1"], "top5": x["top5"]}
+                               for m, x in zip(members, member_metrics)]}
+        for member in metrics["members"]:
+            print(f"{split}: top-1 {member['top1']:.4f}  top-5 {member['top5']:.4f}  "
+                  f"{member['model']}{suffix}")
+        print(f"The ensemble of {len(members)} models (their probabilities averaged):")
+    metrics = {**metrics, "data": args.data, "split": split, "tta": args.tta,
+               **compute_metrics(np.mean([p for p, _ in outputs], axis=0), labels, reference)}
+    plots.confusion_matrix(metrics["confusion_matrix"], reference, args.plot,
                            title=f"{args.data} ({split})")
     print(f"{split}: top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
-          f"({metrics['num_examples']} images{', 10-crop' if args.tta else ''})")
+          f"({metrics['num_examples']} images{suffix})")
     for name, accuracy in metrics["per_class_accuracy"].items():
         if accuracy is not None:
             print(f"  {name:>20s} {accuracy:.4f}")
@@ -145,6 +188,30 @@ def main(argv=None):
         pathlib.Path(args.json).write_text(json.dumps(metrics, indent=2))
         print(f"Metrics: {args.json}")
     return 0
+
+
+def _trained(classifier):
+    trained = classifier.metadata.get("config")
+    return trained if isinstance(trained, dict) else {}
+
+
+def _split_of(classifier, args):
+    """The held-out split a member's training run used, unless the flags choose one."""
+    trained = _trained(classifier)
+    return {"val_fraction": _first(args.val_fraction,
+                                   _recorded(trained, "val_fraction", (int, float)), 0.1),
+            "split_seed": _first(args.split_seed, _recorded(trained, "split_seed", int), 0)}
+
+
+def _describe(splits):
+    return " and ".join(sorted({f"split seed {s['split_seed']}, fraction {s['val_fraction']}"
+                                for s in splits}))
+
+
+def _geometry(classifier):
+    size = classifier.image_size
+    return data_lib.Geometry(size, round(size / classifier.metadata.get("crop_fraction", 1.0)),
+                             data_lib.geometry_for(size).crop)
 
 
 def _first(*values):

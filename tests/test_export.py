@@ -248,6 +248,58 @@ def test_evaluate_and_predict_commands(exported, tmp_path):
     assert table.returncode == 0 and len(table.stdout.strip().splitlines()) == 4
 
 
+def test_evaluate_averages_an_ensembles_probabilities(exported, tmp_path, monkeypatch,
+                                                        capsys):
+    """Section 6 of the paper: the members' softmax outputs averaged, matched by class name."""
+    from alexnet_tf import evaluate, sources
+
+    _, first = exported
+    keras.utils.set_random_seed(5)
+    reordered = ["ship", "cat", "dog"]  # another class order: columns must follow the names
+    second = export.export_model(build_model("cifar", num_classes=3, image_size=32),
+                                 tmp_path / "second", class_names=reordered)
+    folder = write_image_folder(tmp_path / "data", classes=("ship", "cat"), per_class=4)
+    captured = []
+    real = evaluate.compute_metrics
+    monkeypatch.setattr(evaluate, "compute_metrics",
+                        lambda p, labels, names: captured.append(p) or real(p, labels, names))
+    report = tmp_path / "ensemble.json"
+    flags = ["--data", str(folder), "--split", "val", "--val-fraction", "0.5",
+             "--plot", str(tmp_path / "cm.png"), "--json", str(report)]
+    assert evaluate.main(["--model", str(first), str(second), *flags]) == 0
+
+    d = sources.load(str(folder), image_size=32, splits=("val",), val_fraction=0.5)
+    images = np.stack([x for x, _ in d.val.dataset])
+    labels = np.array([CLASSES.index(d.class_names[y]) for _, y in d.val.dataset])
+    own = inference.Classifier(first).classify(images)["probabilities"]
+    other = inference.Classifier(second).classify(images)["probabilities"]
+    other = other[:, [reordered.index(c) for c in CLASSES]]
+    assert not np.allclose(own, other, atol=1e-3)  # two different members
+    np.testing.assert_allclose(captured[-1], (own + other) / 2, atol=1e-5)
+    metrics = json.loads(report.read_text())
+    assert metrics["models"] == [str(first), str(second)] and "model" not in metrics
+    assert [m["top1"] for m in metrics["members"]] == [
+        float((p.argmax(axis=1) == labels).mean()) for p in (own, other)]
+    assert "The ensemble of 2 models" in capsys.readouterr().out
+
+    # Other classes, or validation splits that differ: refused in one line, before any work.
+    strange = export.export_model(build_model("cifar", num_classes=3, image_size=32),
+                                  tmp_path / "strange", class_names=["cat", "dog", "bird"])
+    other_split = export.export_model(build_model("cifar", num_classes=3, image_size=32),
+                                      tmp_path / "other_split", class_names=CLASSES,
+                                      metadata={"config": {"split_seed": 1}})
+    capsys.readouterr()
+    for member, message in ((strange, "knows other classes"),
+                            (other_split, "different validation splits")):
+        assert evaluate.main(["--model", str(first), str(member), *flags[:2], "--split",
+                              "val"]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and message in error[0], error
+    # Chosen by the flags, one split for both: allowed.
+    assert evaluate.main(["--model", str(first), str(other_split), *flags,
+                          "--split-seed", "0"]) == 0
+
+
 def test_evaluate_export_matches_keras_when_cropping(tmp_path):
     """At 72 px the stored images are 82 px and get centre-cropped once, as in training."""
     from alexnet_tf import data as data_lib, evaluate, sources
