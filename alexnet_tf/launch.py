@@ -112,7 +112,8 @@ def main(argv=None):
         signal.signal(signum, signal.SIG_IGN)
     _stop(workers)
     for reader in readers:
-        reader.join(timeout=5)
+        if reader.ident is not None:  # a stop that came during Thread.start() left one unstarted
+            reader.join(timeout=5)
     print(f"[launch] done, exit code {code}", flush=True)
     return code
 
