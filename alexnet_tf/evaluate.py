@@ -7,7 +7,6 @@ Several --model exports are evaluated as an ensemble: their softmax outputs are 
 """
 
 import argparse
-import functools
 import json
 import pathlib
 import sys
@@ -116,11 +115,15 @@ def main(argv=None):
             pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
         members = [Classifier(path) for path in args.model]
         reference = members[0].class_names
-        for member in members[1:]:
-            if sorted(member.class_names) != sorted(reference):
+        for member in members:
+            names = member.class_names
+            if len(set(names)) < len(names):
+                raise data_lib.DataError(f"{member.path}: labels.txt names a class twice")
+            if set(names) != set(reference):
                 raise data_lib.DataError(
                     f"{member.path} knows other classes than {members[0].path}: "
-                    f"{member.class_names} against {reference}")
+                    f"{sorted(set(names) - set(reference))} instead of "
+                    f"{sorted(set(reference) - set(names))}")
         splits = [_split_of(member, args) for member in members]
         loads, split = {}, args.split
 
@@ -133,9 +136,10 @@ def main(argv=None):
         if split == "test" and load(members[0].image_size).test is None:
             print(f"{args.data} has no test split: evaluating on the validation split")
             split, loads = "val", {}
-        if split != "test" and any(s != splits[0] for s in splits):
+        held_out = [sources.split_settings(args.data, **s) for s in splits]
+        if split != "test" and any(h != held_out[0] for h in held_out):
             raise data_lib.DataError(
-                f"the models hold out different validation splits ({_describe(splits)}): on "
+                f"the models hold out different validation splits ({_describe(held_out)}): on "
                 f"{split}, each would be scored on images another trained on; pass "
                 "--split-seed and --val-fraction to evaluate them on one anyway")
         outputs = []
@@ -144,8 +148,8 @@ def main(argv=None):
             if split == "val" and not _same_source(trained.get("data"),
                                                    member.metadata.get("data_path"), args.data):
                 name = "the model" if len(members) == 1 else member.path
-                print(f"warning: {name} was trained on {trained['data']}: a validation split "
-                      f"carved from {args.data} may hold images it trained on")
+                print(f"warning: {name} was trained on {trained.get('data', 'other data')}: "
+                      f"a validation split carved from {args.data} may hold images it trained on")
             dataset = load(member.image_size)
             probabilities, labels = predict_export(
                 member, getattr(dataset, split), _geometry(member), dataset.class_names,
@@ -159,7 +163,8 @@ def main(argv=None):
     except (ModelNotFound, data_lib.DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    sources.write_bad_files(dataset.bad_files, "bad_files.txt")
+    sources.write_bad_files(sorted({f for d in loads.values() for f in d.bad_files}),
+                            "bad_files.txt")
     labels = outputs[0][1]
     suffix = ", 10-crop" if args.tta else ""
     if len(members) == 1:
@@ -203,9 +208,9 @@ def _split_of(classifier, args):
             "split_seed": _first(args.split_seed, _recorded(trained, "split_seed", int), 0)}
 
 
-def _describe(splits):
-    return " and ".join(sorted({f"split seed {s['split_seed']}, fraction {s['val_fraction']}"
-                                for s in splits}))
+def _describe(held_out):
+    return " and ".join(sorted({", ".join(f"{k.replace('_', ' ')} {v}" for k, v in h.items())
+                                for h in held_out}))
 
 
 def _geometry(classifier):

@@ -47,6 +47,19 @@ def load(source, *, image_size, val_fraction=0.1, split_seed=0, limit=None, cach
                       splits)
 
 
+def split_settings(source, *, val_fraction, split_seed):
+    """What the held-out split of `source` depends on: runs that agree here hold out the same
+    images. A folder's own val/ depends on neither, tfds' carved split on the fraction alone."""
+    if is_folder(source):
+        root = pathlib.Path(source)
+        if (root / "train").is_dir() and any((root / c).is_dir() for c in ("val", "validation")):
+            return {}
+        return {"val_fraction": val_fraction, "split_seed": split_seed}
+    if source == "synthetic":
+        return {"split_seed": split_seed}
+    return {"val_fraction": val_fraction}
+
+
 def write_bad_files(bad_files, path):
     """Reports skipped files once: a count on the console, the names in `path`."""
     path = pathlib.Path(path)

@@ -275,8 +275,10 @@ def test_evaluate_averages_an_ensembles_probabilities(exported, tmp_path, monkey
     other = inference.Classifier(second).classify(images)["probabilities"]
     other = other[:, [reordered.index(c) for c in CLASSES]]
     assert not np.allclose(own, other, atol=1e-3)  # two different members
+    assert np.ptp(other, axis=1).min() > 1e-3  # not uniform: a wrong column order would show
     np.testing.assert_allclose(captured[-1], (own + other) / 2, atol=1e-5)
     metrics = json.loads(report.read_text())
+    assert metrics["top1"] == float((((own + other) / 2).argmax(axis=1) == labels).mean())
     assert metrics["models"] == [str(first), str(second)] and "model" not in metrics
     assert [m["top1"] for m in metrics["members"]] == [
         float((p.argmax(axis=1) == labels).mean()) for p in (own, other)]

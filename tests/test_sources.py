@@ -48,6 +48,18 @@ def test_folder_split_is_seeded(tmp_path):
     assert first.val.size == 6 and not np.array_equal(first.val.images, other.val.images)
 
 
+def test_split_settings_name_what_the_held_out_split_depends_on(tmp_path):
+    """An ensemble's members must hold out the same images (evaluate compares these)."""
+    settings = dict(val_fraction=0.2, split_seed=3)
+    (tmp_path / "flat" / "cat").mkdir(parents=True)
+    assert sources.split_settings(str(tmp_path / "flat"), **settings) == settings
+    for name in ("train", "validation"):
+        (tmp_path / "own" / name / "cat").mkdir(parents=True)
+    assert sources.split_settings(str(tmp_path / "own"), **settings) == {}
+    assert sources.split_settings("cifar10", **settings) == {"val_fraction": 0.2}
+    assert sources.split_settings("synthetic", **settings) == {"split_seed": 3}
+
+
 def test_only_the_splits_asked_for_are_decoded(tmp_path):
     root = write_folder(tmp_path / "pets", per_class=10)
     full = sources.load(str(root), image_size=16, val_fraction=0.3, split_seed=3)
