@@ -23,6 +23,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # (from_tensor_slices also embeds the array in the dataset graph, which must stay under 2 GB).
 CACHE_LIMIT_BYTES = 1_500_000_000
 SYNTHETIC_SIZES = {"train": 1024, "val": 256, "test": 256}
+# Beside train/, a folder of one of these names is the validation split (not carved from train).
+VAL_DIRS = ("val", "validation")
 
 
 def load(source, *, image_size, val_fraction=0.1, split_seed=0, limit=None, cache=True,
@@ -52,7 +54,7 @@ def split_settings(source, *, val_fraction, split_seed):
     images. A folder's own val/ depends on neither, tfds' carved split on the fraction alone."""
     if is_folder(source):
         root = pathlib.Path(source)
-        if (root / "train").is_dir() and any((root / c).is_dir() for c in ("val", "validation")):
+        if (root / "train").is_dir() and any((root / c).is_dir() for c in VAL_DIRS):
             return {}
         return {"val_fraction": val_fraction, "split_seed": split_seed}
     if source == "synthetic":
@@ -90,7 +92,7 @@ def _load_folder(root, geometry, val_fraction, split_seed, limit, cache, wanted)
         raise DataError(f"Data folder not found: {root}")
     split_dirs = {"train": root / "train"}
     if split_dirs["train"].is_dir():
-        for name, candidates in {"val": ("val", "validation"), "test": ("test",)}.items():
+        for name, candidates in {"val": VAL_DIRS, "test": ("test",)}.items():
             split_dirs[name] = next((root / c for c in candidates if (root / c).is_dir()), None)
     else:
         split_dirs = {"train": root, "val": None, "test": None}
