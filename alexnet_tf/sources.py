@@ -53,8 +53,7 @@ def split_settings(source, *, val_fraction, split_seed):
     """What the held-out split of `source` depends on: runs that agree here hold out the same
     images. A folder's own val/ depends on neither, tfds' carved split on the fraction alone."""
     if is_folder(source):
-        root = pathlib.Path(source)
-        if (root / "train").is_dir() and any((root / c).is_dir() for c in VAL_DIRS):
+        if _split_dirs(pathlib.Path(source))["val"] is not None:
             return {}
         return {"val_fraction": val_fraction, "split_seed": split_seed}
     if source == "synthetic":
@@ -87,15 +86,20 @@ def _store(image, load_size):
 
 # ---- folders -------------------------------------------------------------------------------
 
+def _split_dirs(root):
+    """train/ with optional val/ (or validation/) and test/ beside it, or one folder of classes."""
+    if not (root / "train").is_dir():
+        return {"train": root, "val": None, "test": None}
+    split_dirs = {"train": root / "train"}
+    for name, candidates in {"val": VAL_DIRS, "test": ("test",)}.items():
+        split_dirs[name] = next((root / c for c in candidates if (root / c).is_dir()), None)
+    return split_dirs
+
+
 def _load_folder(root, geometry, val_fraction, split_seed, limit, cache, wanted):
     if not root.is_dir():
         raise DataError(f"Data folder not found: {root}")
-    split_dirs = {"train": root / "train"}
-    if split_dirs["train"].is_dir():
-        for name, candidates in {"val": VAL_DIRS, "test": ("test",)}.items():
-            split_dirs[name] = next((root / c for c in candidates if (root / c).is_dir()), None)
-    else:
-        split_dirs = {"train": root, "val": None, "test": None}
+    split_dirs = _split_dirs(root)
     class_names, train_files = _scan(split_dirs["train"])
     rng = np.random.default_rng(split_seed)
     if split_dirs["val"] is None:
