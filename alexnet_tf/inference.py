@@ -48,10 +48,10 @@ class Classifier:
     def __init__(self, path):
         self.path = resolve_version(path)
         try:
-            self._module = tf.saved_model.load(str(self.path))
+            self.module = tf.saved_model.load(str(self.path))  # what the signatures belong to
         except (OSError, ValueError, tf.errors.OpError) as error:
             raise ModelNotFound(f"Cannot load {self.path}: {error}") from None
-        self._signatures = self._module.signatures
+        self._signatures = self.module.signatures
         metadata = self.path / "assets" / "metadata.json"
         try:
             self.metadata = json.loads(metadata.read_text()) if metadata.is_file() else {}

@@ -166,50 +166,6 @@ def test_export_cli_from_checkpoint(tmp_path):
         assert result.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
-def test_several_checkpoints_export_one_ensemble(tmp_path, capsys):
-    """Section 6 of the paper as a servable model: one export, the members' softmax averaged."""
-    runs = []
-    for seed in (1, 2):
-        keras.utils.set_random_seed(seed)
-        run = tmp_path / f"run{seed}"
-        run.mkdir()
-        build_model("cifar", num_classes=3, image_size=16).save(run / "best.keras")
-        (run / "labels.txt").write_text("".join(f"{c}\n" for c in CLASSES))
-        (run / "config.json").write_text(json.dumps({"seed": seed, "split_seed": 0}))
-        runs.append(run)
-    checkpoints = [str(r / "best.keras") for r in runs]
-    assert export.main(["--checkpoint", *checkpoints, "--export-dir", str(tmp_path / "ens")]) == 0
-    version = tmp_path / "ens" / "1"
-    module = tf.saved_model.load(str(version))
-    x = images(3, size=16, seed=2)
-    members = [keras.saving.load_model(c) for c in checkpoints]
-    own = [tf.nn.softmax(m(x.astype("float32"))).numpy() for m in members]
-    assert not np.allclose(own[0], own[1], atol=1e-3)
-    for name in ("serving_default", "inspect"):
-        out = module.signatures[name](images=tf.constant(x))
-        np.testing.assert_allclose(out["probabilities"], (own[0] + own[1]) / 2, atol=1e-5)
-    assert out["conv5"].shape[0] == 3 and float(tf.reduce_max(out["gradcam"])) <= 1.0
-    metadata = json.loads((version / "assets" / "metadata.json").read_text())
-    assert metadata["parameters"] == sum(m.count_params() for m in members)
-    assert [m["checkpoint"] for m in metadata["members"]] == checkpoints
-    assert metadata["config"]["seed"] == 1 and metadata["members"][1]["config"]["seed"] == 2
-
-    # Refused in one line, with nothing written: no --export-dir (the first run's export_dir
-    # would receive it), other class names, another validation split.
-    capsys.readouterr()
-    assert export.main(["--checkpoint", *checkpoints]) == 2
-    assert capsys.readouterr().err.strip() == "error: an ensemble needs --export-dir"
-    (runs[1] / "labels.txt").write_text("dog\ncat\nship\n")
-    (runs[0] / "config.json").write_text(json.dumps({"split_seed": 1}))
-    for reason in ("other classes", "different validation splits"):
-        assert export.main(["--checkpoint", *checkpoints, "--export-dir",
-                            str(tmp_path / "refused")]) == 2
-        error = capsys.readouterr().err.strip().splitlines()
-        assert len(error) == 1 and reason in error[0], error
-        (runs[1] / "labels.txt").write_text("".join(f"{c}\n" for c in CLASSES))
-    assert not (tmp_path / "refused").exists()
-
-
 def test_evaluate_rebuilds_the_training_runs_split(tmp_path, monkeypatch, capsys):
     """Another split seed or fraction would hold out images the model trained on."""
     from alexnet_tf import data as data_lib, evaluate, sources

@@ -174,7 +174,7 @@ def model_card(classifier):
     size = meta.get("image_size")
     crop = meta.get("crop_fraction")
     params = meta.get("parameters")
-    members = meta.get("members")  # `export --checkpoint A B ...`
+    members = meta.get("members")  # `python -m alexnet_tf.ensemble`
     ensemble = isinstance(members, list) and len(members) > 1
     rows = {
         "Dataset": config.get("data", "unknown"),
@@ -185,7 +185,7 @@ def model_card(classifier):
         "Classes": len(classifier.class_names) or "unknown",
         "Parameters": f"{params:,}" if isinstance(params, int) else "unknown",
         **({"Ensemble": f"{len(members)} models, their probabilities averaged (section 6 of "
-                        "the paper); the Inside tab shows the first"} if ensemble else {}),
+                        "the paper); Inside AlexNet shows the first alone"} if ensemble else {}),
         accuracy_label(metrics): f"top-1 {accuracy('top1')}, top-5 {accuracy('top5')}"
         if metrics else "unknown",
         "Exported": meta.get("exported_at", "unknown"),

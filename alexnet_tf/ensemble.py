@@ -1,0 +1,120 @@
+"""One servable SavedModel from several exports, their softmax outputs averaged.
+
+    python -m alexnet_tf.ensemble --model saved_models/A saved_models/B --export-dir saved_models/NAME
+
+Section 6 of the paper: "averaging the predictions of five similar CNNs". The ensemble is what
+`evaluate --model A B` measures, as one export with the members' signatures (`serving_default`,
+`serving_bytes`, `serving_preprocessed`; `inspect` is the first member's), so TF Serving,
+`evaluate`, `predict` and the app use it like any other. It is built from the exports, not from `best.keras`: a run exports
+its final weights, and the epoch `best.keras` holds was chosen on the very validation images the
+ensemble would be scored on.
+"""
+
+import argparse
+import sys
+
+import tensorflow as tf
+
+from alexnet_tf import export
+from alexnet_tf.config import saved_value
+from alexnet_tf.inference import Classifier, ModelNotFound
+
+IMAGES = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+IMAGE_BYTES = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+
+def export_ensemble(members, export_dir):
+    """Writes the next version under `export_dir` from `members` (loaded `Classifier`s, the
+    first one's class order and `inspect`); returns its path. ValueError if they disagree."""
+    first = members[0]
+    for other in members[1:]:
+        if sorted(other.class_names) != sorted(first.class_names):
+            raise ValueError(f"{other.path} knows other classes than {first.path}")
+        for key in ("image_size", "crop_fraction"):  # one input for `serving_preprocessed`
+            if other.metadata.get(key) != first.metadata.get(key):
+                raise ValueError(f"{other.path} and {first.path} have another {key} "
+                                 f"({other.metadata.get(key)} and {first.metadata.get(key)})")
+        if _held_out(other) != _held_out(first):
+            raise ValueError(f"{other.path} and {first.path} held out different validation "
+                             "splits: the ensemble would be scored on images a member trained on")
+    size = first.image_size
+    module = tf.Module()
+    module.members = [m.module for m in members]  # tracked: their variables are saved again
+    labels = tf.constant(first.class_names)
+    # Columns in the first member's class order, whatever order each member lists them in.
+    orders = [[m.class_names.index(c) for c in first.class_names] for m in members]
+    k = min(export.TOP_K, len(first.class_names))
+
+    def average(signature, **inputs):
+        return tf.add_n([tf.gather(m.module.signatures[signature](**inputs)["probabilities"],
+                                   order, axis=-1) for m, order in zip(members, orders)]
+                        ) / len(members)
+
+    def answer(probabilities):
+        top = tf.math.top_k(probabilities, k)
+        return {"probabilities": probabilities, "top_k_indices": top.indices,
+                "top_k_classes": tf.gather(labels, top.indices), "top_k_probabilities": top.values}
+
+    @tf.function(input_signature=[IMAGES])
+    def serve_images(images):
+        return answer(average("serving_default", images=images))
+
+    @tf.function(input_signature=[IMAGE_BYTES])
+    def serve_bytes(image_bytes):
+        return answer(average("serving_bytes", image_bytes=image_bytes))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
+    def serve_preprocessed(images):
+        return answer(average("serving_preprocessed", images=images))
+
+    @tf.function(input_signature=[IMAGES])
+    def inspect(images):
+        """The first member's, answer included: its Grad-CAM explains its own top class."""
+        return first.module.signatures["inspect"](images=images)
+
+    signatures = {"serving_default": serve_images, "serving_bytes": serve_bytes,
+                  "serving_preprocessed": serve_preprocessed, "inspect": inspect}
+    metadata = {
+        "image_size": size,
+        "crop_fraction": first.metadata.get("crop_fraction"),
+        "parameters": sum(m.metadata.get("parameters", 0) for m in members),
+        "flops_per_image": sum(m.metadata.get("flops_per_image", 0) for m in members),
+        # evaluate rebuilds the first member's split, which every member held out.
+        **{key: first.metadata[key] for key in ("config", "data_path") if key in first.metadata},
+        "members": [{"model": str(m.path), "config": m.metadata.get("config"),
+                     "metrics": m.metadata.get("metrics")} for m in members],
+    }
+    return export.write_version(
+        export_dir, lambda staging: tf.saved_model.save(module, staging, signatures=signatures),
+        class_names=first.class_names, metadata=metadata)
+
+
+def _held_out(member):
+    """What decides a training run's validation images (all defaults for an unknown run)."""
+    trained = member.metadata.get("config")
+    trained = trained if isinstance(trained, dict) else {}
+    where = member.metadata.get("data_path", saved_value(trained, "data"))
+    return where, saved_value(trained, "val_fraction"), saved_value(trained, "split_seed")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m alexnet_tf.ensemble", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", nargs="+", required=True,
+                        help="two or more exports (version or model base directories)")
+    parser.add_argument("--export-dir", required=True, help="where the ensemble's versions go")
+    args = parser.parse_args(argv)
+    try:
+        if len(args.model) < 2:
+            raise ValueError("an ensemble needs two or more --model exports")
+        members = [Classifier(path) for path in args.model]
+        version = export_ensemble(members, args.export_dir)
+    except (ModelNotFound, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Exported the ensemble of {len(members)} models to {version}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+import io
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from alexnet_tf import ensemble, export
+from alexnet_tf.inference import Classifier
+from alexnet_tf.model import build_model
+
+CLASSES = ["cat", "dog", "ship"]
+REORDERED = ["ship", "cat", "dog"]  # another member's class order: columns follow the names
+
+
+def member(path, class_names, seed, config=None, image_size=16):
+    keras.utils.set_random_seed(seed)
+    return export.export_model(build_model("cifar", num_classes=3, image_size=image_size), path,
+                               class_names=class_names,
+                               metadata={"config": config or {"seed": seed, "split_seed": 0},
+                                         "metrics": {"top1": 0.1 * seed}})
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    base = tmp_path_factory.mktemp("members")
+    return [member(base / "a", CLASSES, 1), member(base / "b", REORDERED, 2)]
+
+
+def test_the_ensemble_export_averages_its_members(members, tmp_path):
+    """Section 6 of the paper, as one export: every signature answers the members' mean."""
+    assert ensemble.main(["--model", *map(str, members), "--export-dir", str(tmp_path)]) == 0
+    joint = Classifier(tmp_path)  # every signature and asset an export has
+    assert joint.path.name == "1" and joint.class_names == CLASSES
+    a, b = (Classifier(m) for m in members)
+    to_first = [REORDERED.index(c) for c in CLASSES]
+    x = np.random.default_rng(0).integers(0, 256, (3, 24, 20, 3), dtype=np.uint8)
+    own = a.classify(x)["probabilities"], b.classify(x)["probabilities"][:, to_first]
+    assert not np.allclose(*own, atol=1e-3)  # two different members
+    assert np.ptp(own[1], axis=1).min() > 1e-3  # not uniform: a wrong column order would show
+    mean = (own[0] + own[1]) / 2
+    out = joint.classify(x)
+    np.testing.assert_allclose(out["probabilities"], mean, atol=1e-6)
+    assert [[c.decode() for c in row] for row in out["top_k_classes"]] == [
+        [CLASSES[i] for i in np.argsort(-row)] for row in mean]
+
+    encoded = []
+    for image in x:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "PNG")
+        encoded.append(buffer.getvalue())
+    np.testing.assert_allclose(joint.classify_bytes(encoded)["probabilities"], mean, atol=1e-6)
+    views = np.random.default_rng(1).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(
+        joint.classify_preprocessed(views)["probabilities"],
+        (a.classify_preprocessed(views)["probabilities"]
+         + b.classify_preprocessed(views)["probabilities"][:, to_first]) / 2, atol=1e-6)
+    inside, first = joint.inspect(x[0]), a.inspect(x[0])  # the first member, answer and all
+    assert inside.keys() == first.keys()
+    for key in ("probabilities", "gradcam", "conv5"):
+        np.testing.assert_allclose(inside[key], first[key], atol=1e-6)
+
+    metadata = joint.metadata
+    assert metadata["config"] == {"seed": 1, "split_seed": 0} and "metrics" not in metadata  # not measured yet
+    assert [m["model"] for m in metadata["members"]] == [str(a.path), str(b.path)]
+    assert [m["metrics"]["top1"] for m in metadata["members"]] == [0.1, 0.2]
+    assert metadata["parameters"] == a.metadata["parameters"] + b.metadata["parameters"]
+    assert (joint.path / "assets.extra" / "tf_serving_warmup_requests").is_file()
+
+
+def test_members_that_disagree_are_refused_in_one_line(members, tmp_path, capsys):
+    base = tmp_path / "others"
+    other_classes = member(base / "birds", ["cat", "dog", "bird"], 3)
+    other_split = member(base / "split", CLASSES, 4, config={"seed": 4, "split_seed": 1})
+    other_size = member(base / "size", CLASSES, 5, image_size=24)
+    cases = [([members[0]], "two or more"), ([members[0], other_classes], "other classes"),
+             ([members[0], other_split], "different validation splits"),
+             ([members[0], other_size], "another image_size (24 and 16)"),
+             ([members[0], tmp_path / "nowhere"], "No model at")]
+    for models, reason in cases:
+        assert ensemble.main(["--model", *map(str, models), "--export-dir",
+                              str(tmp_path / "refused")]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and error[0].startswith("error: ") and reason in error[0], error
+    assert not (tmp_path / "refused").exists()
