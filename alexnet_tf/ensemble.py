@@ -11,13 +11,15 @@ ensemble would be scored on.
 """
 
 import argparse
+import pathlib
 import sys
 
 import tensorflow as tf
 
 from alexnet_tf import export
-from alexnet_tf.config import saved_value
+from alexnet_tf.config import is_folder, saved_value
 from alexnet_tf.inference import Classifier, ModelNotFound
+from alexnet_tf.sources import split_settings
 
 IMAGES = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 IMAGE_BYTES = tf.TensorSpec([None], tf.string, name="image_bytes")
@@ -27,6 +29,16 @@ def export_ensemble(members, export_dir):
     """Writes the next version under `export_dir` from `members` (loaded `Classifier`s, the
     first one's class order and `inspect`); returns its path. ValueError if they disagree."""
     first = members[0]
+    for member in members:
+        if "members" in member.metadata:  # its members would weigh less than the others
+            raise ValueError(f"{member.path} is an ensemble itself: give its members instead")
+        if len(set(member.class_names)) < len(member.class_names):
+            raise ValueError(f"{member.path}: labels.txt names a class twice")
+        if pathlib.Path(export_dir).resolve() == member.path.parent.resolve():
+            raise ValueError(f"--export-dir {export_dir} is where {member.path} lives: the "
+                             "ensemble would become that model's newest version")
+    if len({m.path.resolve() for m in members}) < len(members):
+        raise ValueError("a model is given twice: it would weigh double")
     for other in members[1:]:
         if sorted(other.class_names) != sorted(first.class_names):
             raise ValueError(f"{other.path} knows other classes than {first.path}")
@@ -76,7 +88,8 @@ def export_ensemble(members, export_dir):
                   "serving_preprocessed": serve_preprocessed, "inspect": inspect}
     metadata = {
         "image_size": size,
-        "crop_fraction": first.metadata.get("crop_fraction"),
+        **({"crop_fraction": first.metadata["crop_fraction"]}
+           if "crop_fraction" in first.metadata else {}),
         "parameters": sum(m.metadata.get("parameters", 0) for m in members),
         "flops_per_image": sum(m.metadata.get("flops_per_image", 0) for m in members),
         # evaluate rebuilds the first member's split, which every member held out.
@@ -90,11 +103,17 @@ def export_ensemble(members, export_dir):
 
 
 def _held_out(member):
-    """What decides a training run's validation images (all defaults for an unknown run)."""
+    """The training data and what its validation split depends on (the test `evaluate` makes
+    of ensemble members); the defaults for an export that recorded no run."""
     trained = member.metadata.get("config")
     trained = trained if isinstance(trained, dict) else {}
-    where = member.metadata.get("data_path", saved_value(trained, "data"))
-    return where, saved_value(trained, "val_fraction"), saved_value(trained, "split_seed")
+    data = saved_value(trained, "data")
+    if is_folder(data):  # the absolute path training recorded, else the path from here
+        data = str(pathlib.Path(member.metadata.get("data_path") or data).resolve())
+    else:
+        data = data.removeprefix("tfds:")
+    return data, split_settings(data, val_fraction=saved_value(trained, "val_fraction"),
+                                split_seed=saved_value(trained, "split_seed"))
 
 
 def main(argv=None):
@@ -109,8 +128,9 @@ def main(argv=None):
             raise ValueError("an ensemble needs two or more --model exports")
         members = [Classifier(path) for path in args.model]
         version = export_ensemble(members, args.export_dir)
-    except (ModelNotFound, ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ModelNotFound, ValueError, OSError, tf.errors.OpError) as error:
+        lines = str(error).strip().splitlines() or [type(error).__name__]  # TF's run long
+        print(f"error: {lines[0]}", file=sys.stderr)
         return 2
     print(f"Exported the ensemble of {len(members)} models to {version}")
     return 0

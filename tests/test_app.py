@@ -168,7 +168,7 @@ def test_model_card_handles_missing_and_present_metadata(classifier):
                  "Accuracy (test split, 3,925 images)**: top-1 81.2%, top-5 98.8%", "2026-01-02"):
         assert text in card
     assert "Ensemble" not in card and "Ensemble" not in bare
-    trained.metadata["members"] = [{"checkpoint": "a"}, {"checkpoint": "b"}]
+    trained.metadata["members"] = [{"model": "a/1"}, {"model": "b/1"}]
     assert "**Ensemble**: 2 models, their probabilities averaged" in app.model_card(trained)
     assert "python -m alexnet_tf.train --data PATH/TO/FOLDER" in app.model_card(None)
 

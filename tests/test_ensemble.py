@@ -72,11 +72,17 @@ def test_the_ensemble_export_averages_its_members(members, tmp_path):
 def test_members_that_disagree_are_refused_in_one_line(members, tmp_path, capsys):
     base = tmp_path / "others"
     other_classes = member(base / "birds", ["cat", "dog", "bird"], 3)
-    other_split = member(base / "split", CLASSES, 4, config={"seed": 4, "split_seed": 1})
+    other_split = member(base / "split", CLASSES, 4,  # tfds carves by the fraction alone
+                         config={"seed": 4, "split_seed": 0, "val_fraction": 0.2})
     other_size = member(base / "size", CLASSES, 5, image_size=24)
+    twice = member(base / "twice", ["cat", "cat", "ship"], 6)
+    nested = ensemble.export_ensemble([Classifier(m) for m in members], base / "nested")
     cases = [([members[0]], "two or more"), ([members[0], other_classes], "other classes"),
              ([members[0], other_split], "different validation splits"),
              ([members[0], other_size], "another image_size (24 and 16)"),
+             ([members[0], twice], "names a class twice"),
+             ([members[0], members[0].parent], "given twice"),
+             ([members[1], nested], "an ensemble itself"),
              ([members[0], tmp_path / "nowhere"], "No model at")]
     for models, reason in cases:
         assert ensemble.main(["--model", *map(str, models), "--export-dir",
@@ -84,3 +90,8 @@ def test_members_that_disagree_are_refused_in_one_line(members, tmp_path, capsys
         error = capsys.readouterr().err.strip().splitlines()
         assert len(error) == 1 and error[0].startswith("error: ") and reason in error[0], error
     assert not (tmp_path / "refused").exists()
+    # Into a member's own base directory it would become that model's newest version.
+    assert ensemble.main(["--model", *map(str, members), "--export-dir",
+                          str(members[1].parent)]) == 2
+    assert "where" in capsys.readouterr().err and sorted(
+        p.name for p in members[1].parent.iterdir()) == ["1"]
