@@ -22,8 +22,6 @@ VARIANTS = {
     "dropout in fc6/fc7, no stride-4 stem; built to train fast on a CPU.",
     "cifar_wide": "cifar with torchvision's conv1/conv2 widths (64-192), conv5 256 and fc 2048-2048: "
     "1.5x the FLOPs, 3.2x the parameters, for longer runs.",
-    "cifar_hires": "cifar with conv3 at 16x16 (pool2 after conv3, LRN2 after conv2 as in the paper): "
-    "1.4x the FLOPs, the same parameters.",
 }
 
 # Feature extractors as layer specs:
@@ -90,22 +88,6 @@ def _widen(features, **filters):
 # 60-minute runs, on different days, gave 0.67x (243 vs 362 images/s).
 _CIFAR_WIDE_FEATURES = _widen(_CIFAR_FEATURES, conv2=192, conv5=256)
 
-# More resolution instead of more width: conv3 works on 16x16 maps, pool2 follows it, and
-# conv4/conv5 stay at 8x8 (3 overlapping pools, 32 -> 16 -> 8 -> 4, as in `cifar`). LRN2 has no
-# pool after conv2 to follow, so it sits where the paper puts it, right after the ReLU.
-_CIFAR_HIRES_FEATURES = [
-    ("conv", "conv1", 64, 5, 1, "same", 1),
-    ("pool", "pool1", 3, 2, "same"),
-    ("lrn", "lrn1"),
-    ("conv", "conv2", 128, 5, 1, "same", 1),
-    ("lrn", "lrn2"),
-    ("conv", "conv3", 256, 3, 1, "same", 1),
-    ("pool", "pool2", 3, 2, "same"),
-    ("conv", "conv4", 256, 3, 1, "same", 1),
-    ("conv", "conv5", 128, 3, 1, "same", 1),
-    ("pool", "pool5", 3, 2, "same"),
-]
-
 _CONFIGS = {
     "paper": dict(image_size=227, features=_PAPER_FEATURES, adaptive_pool=None, fc=(4096, 4096)),
     "torchvision": dict(
@@ -115,9 +97,6 @@ _CONFIGS = {
     "cifar": dict(image_size=32, features=_CIFAR_FEATURES, adaptive_pool=None, fc=(1024, 1024)),
     "cifar_wide": dict(
         image_size=32, features=_CIFAR_WIDE_FEATURES, adaptive_pool=None, fc=(2048, 2048)
-    ),
-    "cifar_hires": dict(
-        image_size=32, features=_CIFAR_HIRES_FEATURES, adaptive_pool=None, fc=(1024, 1024)
     ),
 }
 

@@ -26,7 +26,6 @@ def lrn_reference(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
         ("seed", {"num_classes": 10, "image_size": 96}, 44_428_106),
         ("cifar", {"num_classes": 10}, 4_548_106),
         ("cifar_wide", {"num_classes": 10}, 14_542_538),
-        ("cifar_hires", {"num_classes": 10}, 4_548_106),
     ],
 )
 def test_parameter_counts(variant, kwargs, expected):
@@ -116,7 +115,7 @@ def test_error_messages():
     with pytest.raises(ValueError, match=r"'paper'.*>= 67\. Received: image_size=64"):
         build_model("paper", image_size=64)
     assert min_image_size("seed") == 63
-    with pytest.raises(ValueError, match="known variants: paper, torchvision, seed, cifar, cifar_wide, cifar_hires"):
+    with pytest.raises(ValueError, match="known variants: paper, torchvision, seed, cifar, cifar_wide"):
         build_model("vgg")
 
 
@@ -135,8 +134,7 @@ def test_cifar_wide_is_cifar_with_wider_layers():
 
 
 def test_variants_listing():
-    assert set(alexnet_tf.VARIANTS) == {"paper", "torchvision", "seed", "cifar", "cifar_wide",
-                                      "cifar_hires"}
+    assert set(alexnet_tf.VARIANTS) == {"paper", "torchvision", "seed", "cifar", "cifar_wide"}
     assert all(isinstance(line, str) and "\n" not in line for line in alexnet_tf.VARIANTS.values())
 
 
@@ -150,8 +148,7 @@ def test_conv_dropout_ends_each_pooling_stage_and_only_trains(variant):
     # One dropout per pooling stage, right after its pool (after the LRN that follows a
     # `cifar` pool), before the next convolution, the adaptive pool or the flatten; no weights
     # added. Without the option: no such layers.
-    stage_ends = {"drop1": ("pool1", "conv2"),
-                  "drop2": ("pool2", "conv4" if variant == "cifar_hires" else "conv3"),
+    stage_ends = {"drop1": ("pool1", "conv2"), "drop2": ("pool2", "conv3"),
                   "drop5": ("pool5", "avgpool" if "avgpool" in names else "flatten")}
     for drop, (pool, following) in stage_ends.items():
         at = names.index(drop)
