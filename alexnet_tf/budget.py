@@ -5,6 +5,7 @@ A cosine schedule only pays off if it reaches its end: cut short at epoch 7 of 2
 and moves the schedule's end to the last epoch that fits, so a slow CPU anneals fully too.
 """
 
+import collections
 import pathlib
 import time
 
@@ -47,10 +48,11 @@ class TrainingClock(keras.callbacks.Callback):
     accuracy-against-time curve that shows its schedule.
 
     With a `budget` (minutes) it stops before an epoch that would end past it, projected from
-    the last epoch. Given a FittedCosineDecay `schedule` too, after every epoch it plans
-    the epochs the budget holds at the mean pace so far (at most `max_epochs`), fits the
-    schedule to them and stops when they are done. The warm-up keeps its length, up to a fifth
-    of the planned steps.
+    the slowest of the last five epochs (a shared machine's pace swings from epoch to epoch).
+    Given a FittedCosineDecay `schedule` too, after every epoch it plans the epochs the budget
+    holds at the mean pace so far, leaving room for the last one to be that slow (at most
+    `max_epochs`), fits the schedule to them and stops when they are done. The warm-up keeps
+    its length, up to a fifth of the planned steps.
 
     When it stops training it writes the epoch count to the file `marker` (if given) at once,
     before the callbacks after it back the epoch up. A resumed run whose marker exists has
@@ -65,6 +67,7 @@ class TrainingClock(keras.callbacks.Callback):
         self.epochs_done, self.schedule = epochs_before, schedule if budget else None
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
         self.planned_epochs = max_epochs
+        self.recent_epochs = collections.deque(maxlen=5)  # minutes each, this session only
         self.budget_used_up_at = _read_epochs(self.marker)
         if self.budget_used_up_at:
             self.planned_epochs = self.budget_used_up_at
@@ -82,14 +85,15 @@ class TrainingClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.time()
         minutes = self.minutes_before + (now - self.started) / 60
+        self.recent_epochs.append((now - self.epoch_started) / 60)
         # `epoch` counts across a resume; history.csv may lack the row of an epoch the backup has.
         self.epochs_done = epoch + 1
         if self.schedule is not None and not self.budget_used_up_at:  # given with a budget
             self._plan(minutes)
             if self.planned_epochs <= self.epochs_done < self.max_epochs:
                 self._stop()
-        # The hard limit, should the last epoch have been much slower than the mean.
-        if self.budget and minutes + (now - self.epoch_started) / 60 > self.budget:
+        # The hard limit, should the recent epochs have been much slower than the mean.
+        if self.budget and minutes + max(self.recent_epochs) > self.budget:
             self._stop()
         if logs is not None:
             logs["minutes"] = minutes
@@ -104,7 +108,10 @@ class TrainingClock(keras.callbacks.Callback):
 
     def _plan(self, minutes):
         pace = minutes / self.epochs_done  # minutes per epoch, validation included
-        fits = int(self.budget / pace) if pace > 0 else self.max_epochs
+        # Room for the last epoch to be as slow as the slowest recent one: planned at the mean
+        # alone, a VM alternating 0.9 and 1.4 min/epoch ended a 60-min run 0.6 s past the hour.
+        slack = max(0.0, max(self.recent_epochs, default=pace) - pace)
+        fits = int((self.budget - slack) / pace) if pace > 0 else self.max_epochs
         self.planned_epochs = max(self.epochs_done, min(self.max_epochs, fits))
         self.schedule.fit_to(self.planned_epochs * self.steps_per_epoch)
 

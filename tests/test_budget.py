@@ -60,11 +60,13 @@ def pretend_minutes_passed(clock, minutes):
 
 
 def run_epochs(clock, count, minutes_each):
-    """Drives `count` epochs of `minutes_each` (or fewer, if the clock stops); returns how many."""
+    """Drives `count` epochs of `minutes_each` (a number, or one per epoch) or fewer, if the
+    clock stops; returns how many."""
     clock.on_train_begin()
     for epoch in range(count):
         clock.on_epoch_begin(epoch)
-        pretend_minutes_passed(clock, minutes_each)
+        pretend_minutes_passed(clock, minutes_each[epoch] if isinstance(minutes_each, list)
+                               else minutes_each)
         clock.on_epoch_end(epoch, {})
         if clock.model.stop_training:
             break
@@ -118,6 +120,19 @@ def test_training_clock_fits_the_schedule_to_the_epochs_the_budget_holds():
     epochs = run_epochs(clock, 27, minutes_each=2.1)  # 4 epochs of 2.1 minutes fit in 10
     assert epochs == clock.planned_epochs == 4 and clock.out_of_time
     assert schedule.total_steps == 40 and float(schedule(40)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_training_clock_leaves_room_for_a_slow_epoch_when_the_pace_swings():
+    # A shared VM alternating 1.4 and 0.9 min/epoch: at the mean pace (1.15) five epochs fit in
+    # 5.9 minutes, and the fifth, a slow one, would end at 6.0. Planned with room for a slow
+    # last epoch, four fit, and the schedule anneals to 0 within the budget.
+    schedule = cosine(steps=10 * 10, warmup=10)
+    clock = clock_with_model(minutes_before=0.0, budget=5.9, schedule=schedule,
+                             steps_per_epoch=10, max_epochs=10)
+    epochs = run_epochs(clock, 10, minutes_each=[1.4, 0.9] * 5)
+    assert epochs == clock.planned_epochs == 4 and clock.out_of_time
+    assert schedule.total_steps == 40 and float(schedule(40)) == pytest.approx(0.0, abs=1e-7)
+    assert clock.model.stop_training  # stopped at 4.6 minutes; a fifth epoch might need 1.4
 
 
 def test_training_clock_replans_a_resumed_run_from_its_history():
