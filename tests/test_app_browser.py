@@ -80,9 +80,14 @@ def open_app(page, url):
 
 
 def classify_file(page, path):
-    """Upload `path`, press Classify, return the class names shown in the Top 5 label."""
+    """Upload `path` (the app classifies a new image by itself), press Classify once that answer
+    is in, return the class names shown in the Top 5 label."""
     page.locator("input[type=file]").first.set_input_files(str(path))
-    page.get_by_role("button", name="Classify").click()
+    # Wait for the upload's own answer first: pressed before it, the button's answer could show
+    # and then be wiped by the upload's chain (wipe, classify), and the labels read in between.
+    shown_classes(page, expect=True)
+    with page.expect_request(lambda r: r.method == "POST" and "queue/join" in r.url):
+        page.get_by_role("button", name="Classify").click()  # the same image, asked again
     return shown_classes(page, expect=True)
 
 
