@@ -18,6 +18,8 @@ from helpers import REPO, run_module, write_image_folder
 
 RUN_FILES = {"config.json", "labels.txt", "metrics.json", "history.csv", "best.keras",
              "training_curves.png", "confusion_matrix.png", "tensorboard"}
+# Synthetic 16-px images: a quarter of the 32-px compute, the same code paths.
+TINY = ["--data", "synthetic", "--image-size", "16"]
 METRIC_KEYS = {"split", "top1", "top5", "per_class_accuracy", "confusion_matrix", "num_examples",
                "train_examples_per_second", "wall_seconds", "epochs", "precision"}
 
@@ -32,7 +34,7 @@ def test_end_to_end_on_a_folder(tmp_path):
     folder = write_image_folder(tmp_path / "pets" / "train")
     write_image_folder(tmp_path / "pets" / "test", per_class=6, seed=1)
     code = train.main(["--data", str(tmp_path / "pets"), "--variant", "cifar", "--epochs", "2",
-                       "--batch-size", "16", "--workdir", str(tmp_path / "run"),
+                       "--batch-size", "16", "--image-size", "16", "--workdir", str(tmp_path / "run"),
                        "--export-dir", str(tmp_path / "export"), "--verbose", "2", "--tta"])
     assert code == 0
     assert RUN_FILES <= {p.name for p in (tmp_path / "run").iterdir()}
@@ -53,7 +55,7 @@ def test_end_to_end_on_a_folder(tmp_path):
 
 
 def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
-    args = ["--data", "synthetic", "--limit", "128", "--epochs", "1", "--batch-size", "32",
+    args = [*TINY, "--limit", "128", "--epochs", "1", "--batch-size", "32",
             "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
             "--verbose", "2", "--precision", "float32"]
     assert train.main(args) == 0
@@ -107,7 +109,7 @@ def test_clear_errors(argv, message, capsys, tmp_path):
 
 def test_a_diverging_run_stops_with_one_line_and_no_export(tmp_path, capsys):
     # In the epoch its time budget runs out, too: a NaN is still a NaN, then and when resumed.
-    args = ["--data", "synthetic", "--limit", "64", "--epochs", "2", "--batch-size", "32",
+    args = [*TINY, "--limit", "64", "--epochs", "2", "--batch-size", "32",
             "--lr", "1e30", "--warmup-epochs", "0", "--workdir", str(tmp_path / "w"),
             "--export-dir", str(tmp_path / "export"), "--verbose", "0",
             "--precision", "float32", "--time-budget", "0.0001"]
@@ -122,7 +124,7 @@ def test_a_diverging_run_stops_with_one_line_and_no_export(tmp_path, capsys):
 def test_a_plateau_cut_is_in_the_row_of_the_epoch_that_made_it(tmp_path):
     # lr 1e-9 leaves the weights, so validation accuracy, unchanged: after 4 epochs without
     # improvement (epochs 2-5) the rate is cut, and history.csv shows the rate the next uses.
-    assert train.main(["--data", "synthetic", "--limit", "64", "--epochs", "5", "--batch-size",
+    assert train.main([*TINY, "--limit", "64", "--epochs", "5", "--batch-size",
                        "32", "--schedule", "plateau", "--lr", "1e-9", "--workdir",
                        str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
                        "--verbose", "0", "--precision", "float32"]) == 0
@@ -235,7 +237,7 @@ def test_the_validation_split_depends_on_split_seed_alone(tmp_path, monkeypatch)
 
 
 def test_conv_dropout_reaches_the_trained_model(tmp_path):
-    assert train.main(["--data", "synthetic", "--limit", "64", "--epochs", "1", "--batch-size",
+    assert train.main([*TINY, "--limit", "64", "--epochs", "1", "--batch-size",
                        "32", "--conv-dropout", "0.2", "--workdir", str(tmp_path / "w"),
                        "--export-dir", str(tmp_path / "export"), "--verbose", "0"]) == 0
     model = keras.models.load_model(tmp_path / "w" / "best.keras")
@@ -250,7 +252,7 @@ def test_a_workdir_that_is_a_file_is_one_line(tmp_path, capsys):
 
 
 def test_a_backup_cut_off_mid_save_resumes_from_the_one_before(tmp_path, monkeypatch):
-    args = ["--data", "synthetic", "--limit", "64", "--epochs", "2", "--batch-size", "32",
+    args = [*TINY, "--limit", "64", "--epochs", "2", "--batch-size", "32",
             "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
             "--verbose", "0", "--precision", "float32"]
 
@@ -322,8 +324,8 @@ def test_batch_smaller_than_replicas(tmp_path):
 
 
 def test_two_steps_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
-    result = run_module("alexnet_tf.train", "--data", "synthetic", "--cpu-replicas", "2",
-                        "--limit", "64", "--batch-size", "32", "--epochs", "1",
+    result = run_module("alexnet_tf.train", *TINY, "--cpu-replicas", "2", "--limit", "64",
+                        "--batch-size", "32", "--epochs", "1",
                         "--workdir", tmp_path / "run", "--export-dir", tmp_path / "export",
                         "--verbose", "2", "--mixup", "0.2")  # its per-batch map too
     assert result.returncode == 0, result.stderr[-3000:]
@@ -334,7 +336,7 @@ def test_two_steps_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
 
 
 def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
-    args = [sys.executable, "-m", "alexnet_tf.train", "--data", "synthetic", "--limit", "1024",
+    args = [sys.executable, "-m", "alexnet_tf.train", *TINY, "--limit", "512",
             "--batch-size", "32", "--epochs", "3", "--workdir", str(tmp_path / "run"),
             "--export-dir", str(tmp_path / "export"), "--verbose", "2",
             "--precision", "float32"]
@@ -368,7 +370,7 @@ def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
 
 
 def test_time_budget_stops_early_and_still_exports(tmp_path, capsys, monkeypatch):
-    args = ["--data", "synthetic", "--limit", "128", "--epochs", "4", "--batch-size", "32",
+    args = [*TINY, "--limit", "128", "--epochs", "4", "--batch-size", "32",
             "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
             "--verbose", "2", "--precision", "float32", "--time-budget", "0.0001",
             "--ema", "0.9", "--cpu-replicas", "1"]  # a strategy scope of its own: OneDevice
@@ -408,7 +410,7 @@ def test_time_budget_stops_early_and_still_exports(tmp_path, capsys, monkeypatch
     assert optimizer.use_ema and optimizer.ema_momentum == 0.9
     # best.keras and the export hold the same (averaged) weights: the checkpoint comes after
     # the swap, and the stop before epoch 4 keeps the average in the model.
-    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     exported = inference.Classifier(tmp_path / "export" / "1").classify_preprocessed(x)
     np.testing.assert_allclose(exported["probabilities"], tf.nn.softmax(best(x)), atol=1e-5)
 
