@@ -98,7 +98,10 @@ class TrainingClock(keras.callbacks.Callback):
         if logs is not None:
             logs["minutes"] = minutes
             if getattr(self.model, "optimizer", None) is not None:  # the next step's rate
-                logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+                # A constant or plateau rate is a variable, mirrored under a strategy, which
+                # float() refuses inside fit; convert_to_numpy reads any of them.
+                rate = self.model.optimizer.learning_rate
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
 
     def _stop(self):
         self.out_of_time = self.model.stop_training = True
