@@ -129,7 +129,7 @@ def test_inspect_endpoint(exported):
     assert out["conv1_filters"].shape == (5, 5, 3, 64) and out["conv5"].shape[-1] == 128
 
 
-def test_export_cli_from_checkpoint(tmp_path):
+def test_export_cli_from_checkpoint(tmp_path, capsys):
     model = build_model("cifar", num_classes=2, image_size=16)
     model.save(tmp_path / "best.keras")
     (tmp_path / "labels.txt").write_text("a\nb")  # no final newline: still two classes
@@ -137,15 +137,17 @@ def test_export_cli_from_checkpoint(tmp_path):
                         "--export-dir", tmp_path / "out")
     assert result.returncode == 0, result.stderr[-2000:]
     assert inference.Classifier(tmp_path / "out").class_names == ["a", "b"]
+
+    def refused(checkpoint):  # main() in-process: the command's exit code and its last line
+        code = export.main(["--checkpoint", str(checkpoint), "--export-dir",
+                            str(tmp_path / "out")])
+        return code, capsys.readouterr().err.strip().splitlines()[-1]
+
     (tmp_path / "broken.keras").write_bytes(b"not a zip archive")
-    broken = run_module("alexnet_tf.export", "--checkpoint", tmp_path / "broken.keras",
-                        "--export-dir", tmp_path / "out")
-    assert broken.returncode == 2 and "Traceback" not in broken.stderr
-    assert broken.stderr.strip().splitlines()[-1].startswith("error: ")
-    missing = run_module("alexnet_tf.export", "--checkpoint", tmp_path / "nope.keras",
-                         "--export-dir", tmp_path / "out")
-    assert missing.returncode == 2
-    assert missing.stderr.strip().splitlines()[-1].startswith("error: checkpoint not found")
+    code, line = refused(tmp_path / "broken.keras")
+    assert code == 2 and line.startswith("error: ")
+    code, line = refused(tmp_path / "nope.keras")
+    assert code == 2 and line.startswith("error: checkpoint not found")
     # A model whose layers Keras cannot find (another project's), and a config.json that is
     # JSON but no object: one line each, not a traceback.
     foreign = tmp_path / "foreign"
@@ -160,10 +162,9 @@ def test_export_cli_from_checkpoint(tmp_path):
     (foreign / "labels.txt").write_text("a\nb\n")
     (tmp_path / "config.json").write_text("[1, 2]")
     for checkpoint in (foreign / "best.keras", tmp_path / "best.keras"):
-        result = run_module("alexnet_tf.export", "--checkpoint", checkpoint,
-                            "--export-dir", tmp_path / "out")
-        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-        assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+        code, line = refused(checkpoint)
+        assert code == 2 and line.startswith("error: "), line
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1"]  # nothing half-written
 
 
 def test_evaluate_rebuilds_the_training_runs_split(tmp_path, monkeypatch, capsys):
