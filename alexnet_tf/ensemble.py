@@ -4,10 +4,10 @@
 
 Section 6 of the paper: "averaging the predictions of five similar CNNs". The ensemble is what
 `evaluate --model A B` measures, as one export with the members' signatures (`serving_default`,
-`serving_bytes`, `serving_preprocessed`; `inspect` is the first member's), so TF Serving,
-`evaluate`, `predict` and the app use it like any other. It is built from the exports, not from `best.keras`: a run exports
-its final weights, and the epoch `best.keras` holds was chosen on the very validation images the
-ensemble would be scored on.
+`serving_bytes`, `serving_preprocessed`; `inspect` shows the first member's insides beside the
+ensemble's answer), so TF Serving, `evaluate`, `predict` and the app use it like any other. It
+is built from the exports, not from `best.keras`: a run exports its final weights, and the
+epoch `best.keras` holds was chosen on the very validation images the ensemble is scored on.
 """
 
 import argparse
@@ -81,8 +81,12 @@ def export_ensemble(members, export_dir):
 
     @tf.function(input_signature=[IMAGES])
     def inspect(images):
-        """The first member's, answer included: its Grad-CAM explains its own top class."""
-        return first.module.signatures["inspect"](images=images)
+        """The first member's maps and Grad-CAM, which explains that member's own top class
+        (`gradcam_class`), beside the ensemble's answer: the app's labels are the ensemble's."""
+        out = dict(first.module.signatures["inspect"](images=images))
+        out["gradcam_class"] = out["top_k_classes"][:, 0]
+        out.update(answer(average("serving_default", images=images)))
+        return out
 
     signatures = {"serving_default": serve_images, "serving_bytes": serve_bytes,
                   "serving_preprocessed": serve_preprocessed, "inspect": inspect}

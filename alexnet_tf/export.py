@@ -125,6 +125,7 @@ def _build_archive(model, class_names, image_size, crop_fraction):
         cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + 1e-8)
         kernel = tf.cast(model.get_layer("conv1").kernel, tf.float32)
         out = {"model_input": x, "gradcam": cam, "conv1_filters": kernel, **answer(logits)}
+        out["gradcam_class"] = out["top_k_classes"][:, 0]  # the class the map explains
         out.update({name: tf.cast(m, tf.float32) for name, m in zip(convs, maps)})
         return out
 

@@ -50,7 +50,8 @@ class Classifier:
         try:
             self.module = tf.saved_model.load(str(self.path))  # what the signatures belong to
         except (OSError, ValueError, tf.errors.OpError) as error:
-            raise ModelNotFound(f"Cannot load {self.path}: {error}") from None
+            reason = str(error).strip().splitlines() or [type(error).__name__]  # TF's run long
+            raise ModelNotFound(f"Cannot load {self.path}: {reason[0]}") from None
         self._signatures = self.module.signatures
         metadata = self.path / "assets" / "metadata.json"
         try:

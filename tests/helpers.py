@@ -1,5 +1,6 @@
 """Small shared test utilities."""
 
+import importlib.util
 import os
 import pathlib
 import subprocess
@@ -28,3 +29,15 @@ def run_module(module, *args, timeout=600, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def load_app():
+    """ui/app.py (a script, not a package member) as a module, loaded once, under a name that
+    cannot clash with the `ui` package it imports."""
+    name = "alexnet_ui_app"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "ui" / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]

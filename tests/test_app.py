@@ -1,8 +1,8 @@
 """The Gradio app (ui/app.py): image decoding, classify/inside helpers, the CLI, a load test."""
 
 import concurrent.futures
-import importlib.util
 import pathlib
+import shutil
 import socket
 import struct
 import time
@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import load_app
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -22,10 +24,7 @@ CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 pytestmark = [pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
-# Load the script as a module under a name that cannot clash with the `ui` package it imports.
-_spec = importlib.util.spec_from_file_location("alexnet_ui_app", REPO / "ui" / "app.py")
-app = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(app)
+app = load_app()
 gr = app.gr
 
 
@@ -170,6 +169,19 @@ def test_model_card_handles_missing_and_present_metadata(classifier):
     assert "Ensemble" not in card and "Ensemble" not in bare
     trained.metadata["members"] = [{"model": "a/1"}, {"model": "b/1"}]
     assert "**Ensemble**: 2 models, their probabilities averaged" in app.model_card(trained)
+    # An ensemble's card describes its members, not only the first one.
+    trained.metadata["members"] = [
+        {"model": "a/1", "config": {"data": "imagenette", "variant": "paper", "recipe": "paper"}},
+        {"model": "b/1", "config": {"data": "imagenette", "variant": "torchvision",
+                                    "recipe": "long"}}]
+    card = app.model_card(trained)
+    for text in ("**Dataset**: imagenette\n", "**Variant**: paper + torchvision",
+                 "**Recipe**: paper + long"):
+        assert text in card
+    # A hand-edited metadata.json whose config or metrics is no object: "unknown", no crash.
+    trained.metadata.update(members=None, config="synthetic", metrics=[0.5])
+    card = app.model_card(trained)
+    assert "**Dataset**: unknown" in card and "**Test accuracy**: unknown" in card
     assert "python -m alexnet_tf.train --data PATH/TO/FOLDER" in app.model_card(None)
 
 
@@ -186,10 +198,40 @@ def test_build_demo_without_a_model(tmp_path):
     assert "classify" in [d.api_name for d in demo.fns.values()]
 
 
-def test_bad_model_path_is_one_line_and_exit_code_2(tmp_path, capsys):
+def test_bad_model_path_is_one_line_and_exit_code_2(export_dir, tmp_path, capsys):
     assert app.main(["--model", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+    # A version without its variables: TensorFlow's message runs over several lines.
+    broken = tmp_path / "broken" / "1"
+    shutil.copytree(export_dir / "1", broken)
+    shutil.rmtree(broken / "variables")
+    assert app.main(["--model", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: Cannot load {broken}") and "\n" not in err, err
+    for port in ("70000", "-5", "http"):
+        with pytest.raises(SystemExit) as stop:  # argparse: usage, then one line
+            app.main(["--model", str(export_dir), "--port", port])
+        assert stop.value.code == 2
+        assert "not a port number" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_new_image_given_while_one_is_classified_gets_its_own_answer(export_dir):
+    """Gradio's default trigger for an event's later steps ("once") drops a step asked for
+    while the same step is still running: the old image's answer then stayed beside the new
+    image for good. The app chains them with "always_last"."""
+    with app.build_demo(app.Classifier(export_dir)) as demo:
+        pass
+    modes = {fn.name: fn.trigger_mode for fn in demo.fns.values()}
+    assert modes["on_new_image"] == "always_last" and modes["on_inside"] == "always_last"
+
+
+def test_old_output_files_vanishing_meanwhile_are_no_error(tmp_path):
+    # Two requests clean up at once: one lists a file the other has already deleted (a
+    # dangling link here, deterministically).
+    (tmp_path / "gone.png").symlink_to(tmp_path / "deleted_by_another_request.png")
+    path = app.as_file(np.zeros((4, 4, 3), np.uint8), tmp_path)
+    assert pathlib.Path(path).is_file()
 
 
 def _free_port():

@@ -56,10 +56,15 @@ def test_the_ensemble_export_averages_its_members(members, tmp_path):
         joint.classify_preprocessed(views)["probabilities"],
         (a.classify_preprocessed(views)["probabilities"]
          + b.classify_preprocessed(views)["probabilities"][:, to_first]) / 2, atol=1e-6)
-    inside, first = joint.inspect(x[0]), a.inspect(x[0])  # the first member, answer and all
+    # inspect: the first member's insides and Grad-CAM (for its own top class), the ensemble's
+    # answer (the app shows it beside them).
+    inside, first = joint.inspect(x[0]), a.inspect(x[0])
     assert inside.keys() == first.keys()
-    for key in ("probabilities", "gradcam", "conv5"):
+    for key in ("gradcam", "conv5", "model_input"):
         np.testing.assert_allclose(inside[key], first[key], atol=1e-6)
+    assert inside["gradcam_class"] == first["gradcam_class"] == first["top_k_classes"][0]
+    np.testing.assert_allclose(inside["probabilities"], mean[0], atol=1e-6)
+    assert list(inside["top_k_classes"]) == list(out["top_k_classes"][0])
 
     metadata = joint.metadata
     assert metadata["config"] == {"seed": 1, "split_seed": 0} and "metrics" not in metadata  # not measured yet

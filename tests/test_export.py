@@ -127,6 +127,7 @@ def test_inspect_endpoint(exported):
     assert out["model_input"].shape == (1, 32, 32, 3)
     assert out["gradcam"].shape == (1, 32, 32) and float(tf.reduce_max(out["gradcam"])) <= 1.0
     assert out["conv1_filters"].shape == (5, 5, 3, 64) and out["conv5"].shape[-1] == 128
+    assert out["gradcam_class"].numpy()[0] == out["top_k_classes"].numpy()[0, 0]  # explained
 
 
 def test_export_cli_from_checkpoint(tmp_path, capsys):

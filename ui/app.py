@@ -145,9 +145,16 @@ def inside(image, layer, classifier):
                f"the first {min(SHOWN_CHANNELS, maps.shape[-1])}, each scaled to its own range "
                f"(yellow = strongest). {dead} of {maps.shape[-1]} channels are silent (ReLU = 0) "
                "for this image.")
-    top = out["top_k_classes"][0].decode()
-    cam_caption = (f"Grad-CAM for the predicted class **{top}** "
-                   f"({out['top_k_probabilities'][0]:.1%}): red = regions that raise its score.")
+    # An ensemble's map is its first model's, for that model's own top class (older exports
+    # have no gradcam_class: their map explains the top class).
+    explained = out.get("gradcam_class", out["top_k_classes"][0]).decode()
+    if "members" in classifier.metadata:
+        cam_caption = (f"Grad-CAM of the ensemble's first model, for its own top class "
+                       f"**{explained}**: red = regions that raise that model's score.")
+    else:
+        cam_caption = (f"Grad-CAM for the predicted class **{explained}** "
+                       f"({out['top_k_probabilities'][0]:.1%}): red = regions that raise its "
+                       "score.")
     return feature_map_grid(maps), caption, gradcam_overlay(out["model_input"], out["gradcam"]), \
         cam_caption
 
@@ -157,7 +164,8 @@ def model_card(classifier):
     if classifier is None:
         return "### No model loaded\n\n" + TRAIN_HINT
     meta = classifier.metadata
-    config, metrics = meta.get("config") or {}, meta.get("metrics") or {}
+    config, metrics = (value if isinstance(value, dict) else {}  # a hand-edited file, say
+                       for value in (meta.get("config"), meta.get("metrics")))
 
     def accuracy(key):
         value = metrics.get(key)
@@ -176,10 +184,17 @@ def model_card(classifier):
     params = meta.get("parameters")
     members = meta.get("members")  # `python -m alexnet_tf.ensemble`
     ensemble = isinstance(members, list) and len(members) > 1
+    configs = [m.get("config") if isinstance(m, dict) else None for m in members] if ensemble \
+        else [config]
+
+    def trained(key):  # each member's value where an ensemble's members differ
+        values = [c.get(key) if isinstance(c, dict) else None for c in configs]
+        return " + ".join(dict.fromkeys(str(v) if v else "unknown" for v in values))
+
     rows = {
-        "Dataset": config.get("data", "unknown"),
-        "Variant": config.get("variant", "unknown"),
-        "Recipe": config.get("recipe") or "unknown",
+        "Dataset": trained("data"),
+        "Variant": trained("variant"),
+        "Recipe": trained("recipe"),
         "Input": f"{size}×{size} px" + (f", centre crop {crop:.3g}" if crop not in (None, 1, 1.0)
                                          else "") if size else "unknown",
         "Classes": len(classifier.class_names) or "unknown",
@@ -204,8 +219,11 @@ def as_file(image, directory, max_age=300):
     """
     now = time.time()
     for old in directory.glob("*.png"):  # Gradio has its own copy within milliseconds
-        if now - old.stat().st_mtime > max_age:
-            old.unlink(missing_ok=True)
+        try:
+            if now - old.stat().st_mtime > max_age:
+                old.unlink(missing_ok=True)
+        except FileNotFoundError:  # another request's clean-up took it first
+            pass
     path = directory / f"{uuid.uuid4().hex}.png"
     staging = directory / f".{path.name}.tmp"
     Image.fromarray(image).save(staging, format="PNG")
@@ -279,10 +297,14 @@ def build_demo(classifier):
             on_inside, [image, layer], inside_outputs, **private)
         # Any new image (upload, paste, webcam, example, clear) first wipes the old answer so a
         # failed upload never sits next to the previous image's labels, then classifies.
+        # always_last: an image given while the previous one is still being classified is
+        # classified after it (Gradio's default for these steps, "once", drops it, and the
+        # previous image's answer would stay beside the new image).
+        latest = dict(trigger_mode="always_last", **private)
         image.change(lambda: (None, None, "", None, "", None, ""), None, outputs + inside_outputs,
                      queue=False, show_progress="hidden", api_visibility="private").then(
-            on_new_image, image, outputs, **private).success(
-            on_inside, [image, layer], inside_outputs, **private)
+            on_new_image, image, outputs, **latest).success(
+            on_inside, [image, layer], inside_outputs, **latest)
         layer.change(on_inside, [image, layer], inside_outputs, **private)
     return demo
 
@@ -297,6 +319,13 @@ def launch(demo, host="127.0.0.1", port=7860, share=False, block=True):
                        run_history=False)
 
 
+def _port(text):
+    port = int(text) if text.isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python ui/app.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -304,7 +333,7 @@ def main(argv=None):
                                         "(default: the newest under ./saved_models/ or the repo's)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860, help="default 7860")
+    parser.add_argument("--port", type=_port, default=7860, help="default 7860")
     parser.add_argument("--share", action="store_true",
                         help="also publish a public *.gradio.live link (off by default)")
     args = parser.parse_args(argv)
