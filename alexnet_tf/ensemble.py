@@ -112,8 +112,9 @@ def _held_out(member):
     trained = member.metadata.get("config")
     trained = trained if isinstance(trained, dict) else {}
     data = saved_value(trained, "data")
-    if is_folder(data):  # the absolute path training recorded, else the path from here
-        data = str(pathlib.Path(member.metadata.get("data_path") or data).resolve())
+    recorded = member.metadata.get("data_path")  # a folder's absolute path, when training ran
+    if isinstance(recorded, str) or is_folder(data):  # else a path from here, or a tfds name
+        data = str(pathlib.Path(recorded if isinstance(recorded, str) else data).resolve())
     else:
         data = data.removeprefix("tfds:")
     return data, split_settings(data, val_fraction=saved_value(trained, "val_fraction"),

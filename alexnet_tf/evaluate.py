@@ -110,6 +110,8 @@ def main(argv=None):
                              "--seed is its older name")
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, not {args.batch_size}")
     try:
         for out in filter(None, (args.plot, args.json)):  # before the work, not after it
             pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from alexnet_tf.model import count_flops
 
 TOP_K = 5
 WARMUP_RECORDS = 3
+CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")  # the feature maps `inspect` returns
 
 
 def export_model(model, export_dir, *, class_names, crop_fraction=None, metadata=None):
@@ -89,8 +90,7 @@ def _next_version(base):
 def _build_archive(model, class_names, image_size, crop_fraction):
     labels = tf.constant(list(class_names))
     k = min(TOP_K, len(class_names))
-    convs = ("conv1", "conv2", "conv3", "conv4", "conv5")
-    inside = keras.Model(model.input, [model.get_layer(n).output for n in convs] + [model.output])
+    inside = keras.Model(model.input, [model.get_layer(n).output for n in CONVS] + [model.output])
 
     def preprocess(images):
         return augment.resize_and_center_crop(images, image_size, crop_fraction)
@@ -126,7 +126,7 @@ def _build_archive(model, class_names, image_size, crop_fraction):
         kernel = tf.cast(model.get_layer("conv1").kernel, tf.float32)
         out = {"model_input": x, "gradcam": cam, "conv1_filters": kernel, **answer(logits)}
         out["gradcam_class"] = out["top_k_classes"][:, 0]  # the class the map explains
-        out.update({name: tf.cast(m, tf.float32) for name, m in zip(convs, maps)})
+        out.update({name: tf.cast(m, tf.float32) for name, m in zip(CONVS, maps)})
         return out
 
     archive = keras.export.ExportArchive()
@@ -156,6 +156,21 @@ def _write_warmup(path, image_size):
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
+
+
+def _not_alexnet(model):
+    """What keeps a loaded Keras model from exporting as this project's AlexNet, or None."""
+    try:
+        model.input, model.output  # what the export reads; a loaded Sequential has neither
+    except AttributeError:
+        return "no functional model with a defined input and output"
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return f"it has {len(model.inputs)} inputs and {len(model.outputs)} outputs, not one each"
+    height, width, channels = model.inputs[0].shape[1:]
+    if height is None or height != width or channels != 3:
+        return f"its input is {(height, width, channels)}, not a fixed square RGB image"
+    missing = [n for n in CONVS if n not in {layer.name for layer in model.layers}]
+    return f"it has no layer {missing[0]}" if missing else None
 
 
 def _load_error(error):
@@ -196,6 +211,9 @@ def main(argv=None):
         except (ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
             raise ValueError(f"{checkpoint} is not a readable .keras model "
                              f"({_load_error(error)})") from None
+        problem = _not_alexnet(model)
+        if problem:
+            raise ValueError(f"{checkpoint} is not an alexnet_tf model: {problem}")
         if model.output.shape[-1] != len(class_names):
             raise ValueError(f"{labels} has {len(class_names)} classes, the model "
                              f"{model.output.shape[-1]} outputs")

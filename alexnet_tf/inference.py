@@ -49,7 +49,9 @@ class Classifier:
         self.path = resolve_version(path)
         try:
             self.module = tf.saved_model.load(str(self.path))  # what the signatures belong to
-        except (OSError, ValueError, tf.errors.OpError) as error:
+        # Any failure here means no loadable model: a truncated variables file, say, is an
+        # IndexError ("Read less bytes than requested").
+        except Exception as error:  # noqa: BLE001
             reason = str(error).strip().splitlines() or [type(error).__name__]  # TF's run long
             raise ModelNotFound(f"Cannot load {self.path}: {reason[0]}") from None
         self._signatures = self.module.signatures

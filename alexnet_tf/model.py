@@ -115,9 +115,10 @@ def default_image_size(variant):
 
 
 def min_image_size(variant):
-    """The smallest square input whose features still have at least one pixel."""
-    features = _config(variant)["features"]
-    return next(size for size in range(1, 1024) if _feature_size(features, size) >= 1)
+    """The smallest square input the variant can train on (see `_min_feature_size`)."""
+    cfg = _config(variant)
+    return next(size for size in range(1, 1024)
+                if _feature_size(cfg["features"], size) >= _min_feature_size(cfg))
 
 
 def build_model(
@@ -149,7 +150,7 @@ def build_model(
     """
     cfg = _config(variant)
     image_size = image_size or cfg["image_size"]
-    if _feature_size(cfg["features"], image_size) < 1:
+    if _feature_size(cfg["features"], image_size) < _min_feature_size(cfg):
         raise ValueError(
             f"Variant '{variant}' needs image_size >= {min_image_size(variant)}. "
             f"Received: image_size={image_size}"
@@ -225,6 +226,13 @@ def _config(variant):
     if variant not in _CONFIGS:
         raise ValueError(f"Unknown variant '{variant}'; known variants: {', '.join(_CONFIGS)}.")
     return _CONFIGS[variant]
+
+
+def _min_feature_size(cfg):
+    """At least one pixel after the features; two before an adaptive pool: Keras 3.15's
+    AdaptiveAveragePooling2D fails on 1x1 maps inside a tf.function ("Negative dimension
+    size"), so fit and the export would (checked with TF 2.21)."""
+    return 2 if cfg["adaptive_pool"] else 1
 
 
 def _feature_size(features, size):

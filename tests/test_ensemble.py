@@ -14,12 +14,12 @@ CLASSES = ["cat", "dog", "ship"]
 REORDERED = ["ship", "cat", "dog"]  # another member's class order: columns follow the names
 
 
-def member(path, class_names, seed, config=None, image_size=16):
+def member(path, class_names, seed, config=None, image_size=16, **metadata):
     keras.utils.set_random_seed(seed)
     return export.export_model(build_model("cifar", num_classes=3, image_size=image_size), path,
                                class_names=class_names,
                                metadata={"config": config or {"seed": seed, "split_seed": 0},
-                                         "metrics": {"top1": 0.1 * seed}})
+                                         "metrics": {"top1": 0.1 * seed}, **metadata})
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +74,24 @@ def test_the_ensemble_export_averages_its_members(members, tmp_path):
     assert (joint.path / "assets.extra" / "tf_serving_warmup_requests").is_file()
 
 
-def test_members_that_disagree_are_refused_in_one_line(members, tmp_path, capsys):
+def test_members_that_disagree_are_refused_in_one_line(members, tmp_path, capsys, monkeypatch):
     base = tmp_path / "others"
     other_classes = member(base / "birds", ["cat", "dog", "bird"], 3)
     other_split = member(base / "split", CLASSES, 4,  # tfds carves by the fraction alone
                          config={"seed": 4, "split_seed": 0, "val_fraction": 0.2})
     other_size = member(base / "size", CLASSES, 5, image_size=24)
     twice = member(base / "twice", ["cat", "cat", "ship"], 6)
+    # Trained on `--data folder` (no separator) with two split seeds: told apart by the path
+    # training recorded, also from a directory where no `folder` exists.
+    folder = {"data": "folder", "val_fraction": 0.1}
+    on_folder = [member(base / f"folder{seed}", CLASSES, 7 + seed,
+                        config={**folder, "seed": seed, "split_seed": seed},
+                        data_path=str(tmp_path / "folder")) for seed in (0, 5)]
+    monkeypatch.chdir(base)
     nested = ensemble.export_ensemble([Classifier(m) for m in members], base / "nested")
     cases = [([members[0]], "two or more"), ([members[0], other_classes], "other classes"),
              ([members[0], other_split], "different validation splits"),
+             (on_folder, "different validation splits"),
              ([members[0], other_size], "another image_size (24 and 16)"),
              ([members[0], twice], "names a class twice"),
              ([members[0], members[0].parent], "given twice"),

@@ -165,6 +165,22 @@ def test_export_cli_from_checkpoint(tmp_path, capsys):
     for checkpoint in (foreign / "best.keras", tmp_path / "best.keras"):
         code, line = refused(checkpoint)
         assert code == 2 and line.startswith("error: "), line
+    # Readable .keras files that are no AlexNet of this project's.
+    (tmp_path / "config.json").unlink()
+    rgb, any_size = keras.Input((8, 8, 3)), keras.Input((None, None, 3))
+    others = {
+        "sequential": (keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                                         keras.layers.Dense(2)]), "no functional model"),
+        "two_outputs": (keras.Model(rgb, [keras.layers.Flatten()(rgb)] * 2), "2 outputs"),
+        "any_size": (keras.Model(any_size, keras.layers.Dense(2)(
+            keras.layers.GlobalAveragePooling2D()(any_size))), "not a fixed square RGB"),
+        "no_conv": (keras.Model(rgb, keras.layers.Dense(2)(keras.layers.Flatten()(rgb))),
+                    "no layer conv1"),
+    }
+    for name, (model, reason) in others.items():
+        model.save(tmp_path / f"{name}.keras")
+        code, line = refused(tmp_path / f"{name}.keras")
+        assert code == 2 and line.startswith("error: ") and reason in line, line
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1"]  # nothing half-written
 
 
@@ -346,6 +362,21 @@ def test_another_savedmodel_is_refused_in_one_line(tmp_path):
         result = run_module(*command)
         assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith(
             "error: ") and "Traceback" not in result.stderr
+
+
+def test_a_damaged_export_is_one_line(exported, tmp_path, capsys):
+    from alexnet_tf import evaluate
+
+    _, version = exported
+    damaged = tmp_path / "damaged" / "1"  # an interrupted copy: the weights cut short
+    shutil.copytree(version, damaged)
+    weights = next((damaged / "variables").glob("variables.data-*"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(inference.ModelNotFound, match=f"Cannot load {damaged}"):
+        inference.Classifier(damaged)
+    with pytest.raises(SystemExit):  # argparse's usage line, exit code 2
+        evaluate.main(["--model", str(version), "--data", "synthetic", "--batch-size", "0"])
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
 
 
 def test_newest_export_looks_under_every_root(tmp_path):
