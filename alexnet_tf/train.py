@@ -56,6 +56,8 @@ def train(cfg):
         print(f"Worker {task.index} of {task.num_workers} (not the chief): scratch outputs in "
               f"{workdir.parent}")
     rundir.check(cfg, workdir)
+    if pathlib.Path(export_dir).is_file():  # found now, not after the training
+        raise RunError(f"--export-dir {export_dir} is a file, not a folder")
 
     # -- Strategy and precision -----------------------------------------------------------
     strategy, strategy_why = distribute.choose_strategy(cfg.cpu_replicas)
@@ -68,6 +70,11 @@ def train(cfg):
     if cfg.batch_size % replicas:
         raise RunError(f"--batch-size {cfg.batch_size} (global) is not a multiple of the "
                        f"{replicas} replicas")
+    if cfg.jit_compile and replicas > 1:
+        # XLA compiles one step that reads every replica's variables: "Trying to access
+        # resource ... located in device CPU:1 from device CPU:0" (checked on two logical CPU
+        # devices; XLA's known issue tfvariable_on_a_different_device).
+        raise RunError(f"--jit-compile does not work across the {replicas} replicas: drop it")
     if replicas > 1:
         print(f"Global batch {cfg.batch_size} = {replicas} replicas x "
               f"{cfg.batch_size // replicas}; learning rate {cfg.lr} (not rescaled).")
@@ -93,6 +100,10 @@ def train(cfg):
     steps_per_epoch = data.train.size // cfg.batch_size
     if steps_per_epoch < 1:
         raise RunError(f"{data.train.size} training images make no batch of {cfg.batch_size}")
+    if task is None and replicas > 1 and data.val.size < cfg.batch_size:  # see val_ds below
+        raise RunError(f"{data.val.size} validation images make no whole batch of "
+                       f"{cfg.batch_size} for the {replicas} replicas: lower --batch-size or "
+                       "raise --val-fraction")
     rundir.start(cfg, workdir)  # every check has passed: only now may --overwrite delete
     sources.write_bad_files(data.bad_files, workdir / "bad_files.txt")
     (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
@@ -179,7 +190,9 @@ def train(cfg):
             history = multiworker.fit(model, strategy, train_ds, val_ds, epochs=epochs,
                                       steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                                       verbose=_verbose(cfg.verbose))
-    except OSError as error:  # a full disk, or a backup damaged beyond its previous copy
+    # A full disk, or a backup damaged beyond its previous copy (Keras falls back to that copy
+    # when the weights are unreadable, not when training_metadata.json is).
+    except (OSError, json.JSONDecodeError) as error:
         raise RunError(f"{error}; if {workdir / 'backup'} is damaged, delete it to train "
                        "again from the start") from None
     fit_seconds = time.time() - fit_started

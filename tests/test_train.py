@@ -270,6 +270,32 @@ def test_a_backup_cut_off_mid_save_resumes_from_the_one_before(tmp_path, monkeyp
     assert (metrics["epochs"], metrics["epochs_this_session"]) == (2, 1)
 
 
+def test_a_damaged_backup_is_one_line(tmp_path, monkeypatch, capsys):
+    args = [*TINY, "--limit", "64", "--epochs", "1", "--batch-size", "32",
+            "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
+            "--verbose", "0", "--precision", "float32"]
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed in evaluation")
+
+    monkeypatch.setattr(train, "predict_split", killed)  # dies with its backup written
+    with pytest.raises(RuntimeError, match="killed in evaluation"):
+        train.main(args)
+    monkeypatch.undo()
+    capsys.readouterr()
+    (tmp_path / "w" / "backup" / "training_metadata.json").write_text('{"epo')  # a full disk
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "delete it to train again from the start" in err[0], err
+    # An --export-dir that is a file is found before any training.
+    (tmp_path / "file").write_text("")
+    assert train.main([*TINY, "--workdir", str(tmp_path / "w2"),
+                       "--export-dir", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--export-dir" in err[0] and "is a file" in err[0], err
+    assert not (tmp_path / "w2").exists()
+
+
 def test_bad_tf_config_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}}')  # no "task"
     assert train.main(["--data", "synthetic", "--workdir", str(tmp_path / "w")]) == 2
@@ -321,6 +347,15 @@ def test_batch_smaller_than_replicas(tmp_path):
                         "--batch-size", "1", "--workdir", tmp_path / "w")
     assert result.returncode == 2
     assert "smaller than the 2 replicas" in result.stderr.strip().splitlines()[-1]
+    # Under two replicas validation monitors whole batches only: 256 images make none of 512.
+    # And XLA cannot compile a step across the replicas' devices.
+    for flags, error in ((["--batch-size", "512"], "256 validation images make no whole batch"),
+                         (["--jit-compile"], "--jit-compile does not work across the 2")):
+        result = run_module("alexnet_tf.train", *TINY, "--cpu-replicas", "2", *flags,
+                            "--workdir", tmp_path / "w")
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert error in result.stderr.strip().splitlines()[-1]
+        assert not (tmp_path / "w" / "config.json").exists()  # the corrected command may run
 
 
 def test_two_steps_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
