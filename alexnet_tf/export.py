@@ -166,9 +166,9 @@ def _not_alexnet(model):
         return "no functional model with a defined input and output"
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         return f"it has {len(model.inputs)} inputs and {len(model.outputs)} outputs, not one each"
-    height, width, channels = model.inputs[0].shape[1:]
-    if height is None or height != width or channels != 3:
-        return f"its input is {(height, width, channels)}, not a fixed square RGB image"
+    shape = tuple(model.inputs[0].shape[1:])
+    if len(shape) != 3 or shape[0] is None or shape[0] != shape[1] or shape[2] != 3:
+        return f"its input is {shape}, not a fixed square RGB image"
     missing = [n for n in CONVS if n not in {layer.name for layer in model.layers}]
     return f"it has no layer {missing[0]}" if missing else None
 

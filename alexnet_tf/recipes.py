@@ -34,7 +34,7 @@ RECIPES = {
 # 88.5%) at 99.0% on train, under a point for 1.5x the minutes per epoch. --l2 5e-4
 # --conv-dropout 0.2 (All-CNN's regularisers): 87.8% (10-crop 88.4%) at 95.0% on train, at no
 # cost in time; seeds 1-3: 87.6% (88.3%), 87.6% (87.8%), 87.8% (88.2%). Single-crop gains every
-# time, the 10-crop mean barely (88.2 vs 87.9% over long's seeds 0-1); on cifar_wide: 87.9%
+# time, the 10-crop mean barely (88.17 vs 87.95% over long's seeds 0-1); on cifar_wide: 87.9%
 # (10-crop 87.8%) against 87.9% (88.5%). Seeds 1 and 2 ensembled (evaluate --model A B): 88.3%
 # (10-crop 88.8%); seeds 1-3: 88.8% (88.6%); with long's seed 1 as a fourth: 89.2% (89.0%).
 RECIPES["long"] = dict(RECIPES["fast"], epochs=90)

@@ -153,6 +153,22 @@ def test_inside_shows_maps_gradcam_and_filters(classifier, files):
     assert grid.shape == (8 * 47 - 2, 8 * 47 - 2, 3) and grid.max() == 255 and grid.min() == 0
 
 
+def test_an_older_ensemble_export_is_labelled_by_its_ensemble_answer(classifier, files):
+    class OlderEnsemble:  # its inspect answered for its first model, without gradcam_class
+        metadata = {**classifier.metadata, "members": [{"model": "a/1"}, {"model": "b/1"}]}
+        classify = classifier.classify
+
+        def inspect(self, pixels):
+            out = {k: v for k, v in classifier.inspect(pixels).items() if k != "gradcam_class"}
+            out["top_k_classes"] = out["top_k_classes"][::-1]  # not the ensemble's answer
+            return out
+
+    photo = str(files / "photo.jpg")
+    labels, _, _ = app.classify(photo, OlderEnsemble())
+    ensemble = classifier.classify(app.load_image(photo))["top_k_classes"]
+    assert list(labels) == [name.decode() for name in ensemble]
+
+
 def test_model_card_handles_missing_and_present_metadata(classifier):
     bare = app.model_card(classifier)
     assert "**Dataset**: unknown" in bare and "**Test accuracy**: unknown" in bare
@@ -209,7 +225,7 @@ def test_bad_model_path_is_one_line_and_exit_code_2(export_dir, tmp_path, capsys
     assert app.main(["--model", str(broken)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: Cannot load {broken}") and "\n" not in err, err
-    for port in ("70000", "-5", "http"):
+    for port in ("70000", "-5", "0", "http"):
         with pytest.raises(SystemExit) as stop:  # argparse: usage, then one line
             app.main(["--model", str(export_dir), "--port", port])
         assert stop.value.code == 2
@@ -222,8 +238,11 @@ def test_a_new_image_given_while_one_is_classified_gets_its_own_answer(export_di
     image for good. The app chains them with "always_last"."""
     with app.build_demo(app.Classifier(export_dir)) as demo:
         pass
-    modes = {fn.name: fn.trigger_mode for fn in demo.fns.values()}
-    assert modes["on_new_image"] == "always_last" and modes["on_inside"] == "always_last"
+    new_image = [fn for fn in demo.fns.values() if fn.name == "on_new_image"]
+    follow_up = [fn for fn in demo.fns.values()  # what runs once the new image's answer is in
+                 if fn.name == "on_inside" and fn.trigger_after == new_image[0]._id]
+    assert len(new_image) == len(follow_up) == 1
+    assert new_image[0].trigger_mode == follow_up[0].trigger_mode == "always_last"
 
 
 def test_old_output_files_vanishing_meanwhile_are_no_error(tmp_path):

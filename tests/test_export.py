@@ -174,6 +174,8 @@ def test_export_cli_from_checkpoint(tmp_path, capsys):
         "two_outputs": (keras.Model(rgb, [keras.layers.Flatten()(rgb)] * 2), "2 outputs"),
         "any_size": (keras.Model(any_size, keras.layers.Dense(2)(
             keras.layers.GlobalAveragePooling2D()(any_size))), "not a fixed square RGB"),
+        "vector": (keras.Model(vector := keras.Input((10,)), keras.layers.Dense(2)(vector)),
+                   "its input is (10,), not a fixed square RGB"),
         "no_conv": (keras.Model(rgb, keras.layers.Dense(2)(keras.layers.Flatten()(rgb))),
                     "no layer conv1"),
     }

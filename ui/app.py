@@ -123,6 +123,8 @@ def classify(image, classifier):
     pixels = load_image(image)
     loaded = time.perf_counter()
     out = classifier.inspect(pixels)  # one call: probabilities and the model-input view
+    if "members" in classifier.metadata and "gradcam_class" not in out:
+        out.update(classifier.classify(pixels))  # an older ensemble: inspect was its first model
     done = time.perf_counter()
     labels = {name.decode(): float(p)
               for name, p in zip(out["top_k_classes"], out["top_k_probabilities"])}
@@ -320,9 +322,9 @@ def launch(demo, host="127.0.0.1", port=7860, share=False, block=True):
 
 
 def _port(text):
-    port = int(text) if text.isdigit() else -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    port = int(text) if text.isdigit() else 0  # 0 ("any free port"): Gradio's launch fails
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
     return port
 
 
