@@ -122,20 +122,8 @@ def train(cfg):
           f"{data.val.size} val / {data.test.size if data.test else 0} test images.")
 
     # -- Model, optimiser, metrics: all inside the strategy's scope ------------------------
-    with strategy.scope():
-        schedule = _schedule(cfg, steps_per_epoch)
-        model = build_model(cfg.variant, num_classes=len(class_names), image_size=image_size,
-                            dropout=cfg.dropout, conv_dropout=cfg.conv_dropout,
-                            init=cfg.init, l2=cfg.l2)
-        model.compile(
-            optimizer=_optimizer(cfg, schedule),
-            loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                      label_smoothing=cfg.label_smoothing),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
-                     keras.metrics.TopKCategoricalAccuracy(k=min(5, len(class_names)),
-                                                           name="top5")],
-            jit_compile=cfg.jit_compile,
-        )
+    model, schedule = compiled_model(cfg, strategy, len(class_names), image_size,
+                                     steps_per_epoch)
     print(f"Model: alexnet '{cfg.variant}' at {image_size} px, {model.count_params():,} "
           f"parameters, {count_flops(model) / 1e9:.3f} GFLOPs per image. Recipe: {cfg.recipe}.")
 
@@ -270,6 +258,27 @@ def train(cfg):
     print(f"Exported model: {version}")
     print(f"Try it: python ui/app.py --model {version}")
     return 0
+
+
+def compiled_model(cfg, strategy, num_classes, image_size, steps_per_epoch):
+    """The model, compiled with the recipe's optimiser, loss and metrics, inside the strategy's
+    scope (TF's distributed-training guide: variables are created there). Returns (model, the
+    learning rate or schedule). The rate is the recipe's whatever the replica count: the global
+    batch stays the same, split across the replicas."""
+    with strategy.scope():
+        schedule = _schedule(cfg, steps_per_epoch)
+        model = build_model(cfg.variant, num_classes=num_classes, image_size=image_size,
+                            dropout=cfg.dropout, conv_dropout=cfg.conv_dropout,
+                            init=cfg.init, l2=cfg.l2)
+        model.compile(
+            optimizer=_optimizer(cfg, schedule),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                      label_smoothing=cfg.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                     keras.metrics.TopKCategoricalAccuracy(k=min(5, num_classes), name="top5")],
+            jit_compile=cfg.jit_compile,
+        )
+    return model, schedule
 
 
 def _schedule(cfg, steps_per_epoch):

@@ -1,0 +1,64 @@
+"""Two optimiser steps of the trainer's compiled model on the same two global batches, on one
+device and on two logical CPU devices (MirroredStrategy). Prints, as JSON, how far apart the two
+end up relative to how far the steps moved the weights. test_multiworker runs it in a process of
+its own: logical devices must be set up before TensorFlow initialises.
+
+    python tests/replica_step.py [train flags]
+"""
+
+import json
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from alexnet_tf import config, data as data_lib, distribute, sources, train
+
+REPLICAS = 2
+
+
+def batches(cfg, steps):
+    """The first `steps` batches of the training pipeline, fixed in memory for both runs."""
+    data = sources.load(cfg.data, image_size=cfg.image_size, split_seed=cfg.split_seed,
+                        limit=cfg.limit)
+    pipeline = data_lib.train_pipeline(
+        data.train, data_lib.geometry_for(cfg.image_size), batch_size=cfg.batch_size,
+        num_classes=len(data.class_names), seed=cfg.seed, flip=cfg.flip,
+        lighting_std=cfg.lighting, cutout=cfg.cutout, mixup=cfg.mixup)
+    fixed = [tuple(t.numpy() for t in batch) for batch in pipeline.take(steps)]
+    dataset = tf.data.Dataset.from_tensors(fixed[0])
+    for batch in fixed[1:]:
+        dataset = dataset.concatenate(tf.data.Dataset.from_tensors(batch))
+    return dataset, len(data.class_names)
+
+
+def weights_after(cfg, strategy, dataset, num_classes, steps, start=None):
+    model, _ = train.compiled_model(cfg, strategy, num_classes, cfg.image_size, steps)
+    if start is not None:
+        model.set_weights(start)
+    before = [w.copy() for w in model.get_weights()]
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
+    return before, model.get_weights()
+
+
+def main(argv):
+    distribute.split_cpu(REPLICAS)
+    cfg = config.parse(["--data", "synthetic", "--precision", "float32", *argv])
+    steps = 2
+    dataset, num_classes = batches(cfg, steps)
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+    two = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(REPLICAS)])
+    start, after_one = weights_after(cfg, one, dataset, num_classes, steps)
+    _, after_two = weights_after(cfg, two, dataset, num_classes, steps, start)
+
+    def norm(pairs):
+        return float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in pairs)))
+
+    moved = norm(zip(after_one, start))
+    gap = norm(zip(after_two, after_one))
+    print(json.dumps({"moved": moved, "gap": gap, "relative_gap": gap / moved,
+                      "replicas": two.num_replicas_in_sync}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
