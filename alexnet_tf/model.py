@@ -8,6 +8,7 @@ import math
 
 import keras
 
+from alexnet_tf import optim  # noqa: F401 (registers PyTorchAdam, which best.keras names)
 from alexnet_tf.layers import LocalResponseNormalization
 
 # One line per variant, for `--help`, the README and error messages.
@@ -93,7 +94,10 @@ _CONFIGS = {
     "torchvision": dict(
         image_size=224, features=_TORCHVISION_FEATURES, adaptive_pool=6, fc=(4096, 4096)
     ),
-    "seed": dict(image_size=96, features=_TORCHVISION_FEATURES, adaptive_pool=6, fc=(4096, 1024)),
+    # The tutorial's own input scaling (ToTensor + Normalize(0.5, 0.5): (x / 255 - 0.5) / 0.5)
+    # and its classifier, nn.Dropout ahead of each hidden nn.Linear as in torchvision's AlexNet.
+    "seed": dict(image_size=96, features=_TORCHVISION_FEATURES, adaptive_pool=6, fc=(4096, 1024),
+                 normalize=((127.5,) * 3, (127.5,) * 3), dropout_before_fc=True),
     "cifar": dict(image_size=32, features=_CIFAR_FEATURES, adaptive_pool=None, fc=(1024, 1024)),
     "cifar_wide": dict(
         image_size=32, features=_CIFAR_WIDE_FEATURES, adaptive_pool=None, fc=(2048, 2048)
@@ -105,13 +109,18 @@ _CONFIGS = {
 RGB_MEAN = (123.675, 116.28, 103.53)
 RGB_STD = (58.395, 57.12, 57.375)
 
-INITS = ("keras", "paper")
+INITS = ("keras", "paper", "torch")
 # Section 5: biases of conv2, conv4, conv5 and the hidden fully connected layers are 1.
 _PAPER_UNIT_BIAS = {"conv2", "conv4", "conv5", "fc6", "fc7"}
 
 
 def default_image_size(variant):
     return _config(variant)["image_size"]
+
+
+def input_mean(variant):
+    """The RGB colour (0-255) the variant's input normalisation maps to 0."""
+    return _config(variant).get("normalize", (RGB_MEAN, RGB_STD))[0]
 
 
 def min_image_size(variant):
@@ -137,16 +146,20 @@ def build_model(
         variant: a key of `VARIANTS`.
         num_classes: width of fc8, which outputs float32 logits (also under mixed precision).
         image_size: square input size; None means the variant's native size.
-        dropout: dropout rate after fc6 and fc7 (0.5 in the paper, section 4.2).
+        dropout: dropout rate after fc6 and fc7 (0.5 in the paper, section 4.2); `seed` drops
+            the inputs of fc6 and fc7 instead, as the tutorial it reproduces does.
         conv_dropout: dropout rate at the end of each pooling stage (layers drop1, drop2,
             drop5, after pool1, pool2, pool5 and any LRN that follows them); 0, as in the
             paper, adds no layers.
-        init: "keras" (Glorot-uniform kernels, zero biases) or "paper" (kernels N(0, 0.01),
-            biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere; section 5).
+        init: "keras" (Glorot-uniform kernels, zero biases), "paper" (kernels N(0, 0.01),
+            biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere; section 5) or "torch"
+            (PyTorch's default for Conv2d and Linear: weights and biases U(-b, b), b =
+            1 / sqrt(fan_in)).
         l2: L2 penalty on every kernel. Keras adds `l2 * sum(w**2)`, so the paper's weight
             decay of 5e-4 inside the momentum update (section 5) is `l2=2.5e-4`.
 
-    Inputs are RGB pixel values in 0-255 (uint8 or float); the model normalises them itself.
+    Inputs are RGB pixel values in 0-255 (uint8 or float); the model normalises them itself
+    (ImageNet's mean and std; `seed`: to [-1, 1]).
     """
     cfg = _config(variant)
     image_size = image_size or cfg["image_size"]
@@ -158,17 +171,20 @@ def build_model(
     if init not in INITS:
         raise ValueError(f"Unknown init '{init}'; expected one of {INITS}.")
 
-    def dense_args(name):
+    def dense_args(name, fan_in):
         args = {"kernel_regularizer": keras.regularizers.L2(l2) if l2 else None}
         if init == "paper":
             args["kernel_initializer"] = keras.initializers.RandomNormal(0.0, 0.01)
             args["bias_initializer"] = "ones" if name in _PAPER_UNIT_BIAS else "zeros"
+        elif init == "torch":
+            args.update(_torch_init(fan_in))
         return args
 
     inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
     # Normalise in float32: bfloat16 cannot hold 123.675 or 0-255 offsets precisely.
+    mean, std = cfg.get("normalize", (RGB_MEAN, RGB_STD))
     x = keras.layers.Normalization(
-        mean=RGB_MEAN, variance=[s * s for s in RGB_STD], dtype="float32", name="normalize"
+        mean=mean, variance=[s * s for s in std], dtype="float32", name="normalize"
     )(inputs)
     # Dropout on pooled conv features, as Network in Network and All-CNN (Springenberg et al.
     # 2014) regularise their no-BN CIFAR-10 nets; it goes where a stage ends, so the LRN after a
@@ -183,7 +199,8 @@ def build_model(
             filters, kernel, stride, padding, groups = spec[2:]
             x = keras.layers.Conv2D(
                 filters, kernel, strides=stride, padding=padding, groups=groups,
-                activation="relu", name=name, **dense_args(name),
+                activation="relu", name=name,
+                **dense_args(name, kernel * kernel * x.shape[-1] // groups),
             )(x)
         elif kind == "lrn":
             x = LocalResponseNormalization(name=name)(x)
@@ -198,12 +215,29 @@ def build_model(
     if cfg["adaptive_pool"]:
         x = keras.layers.AdaptiveAveragePooling2D(cfg["adaptive_pool"], name="avgpool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
+    before = cfg.get("dropout_before_fc", False)
     for index, units in enumerate(cfg["fc"], start=6):
+        if before:
+            x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
         x = keras.layers.Dense(units, activation="relu", name=f"fc{index}",
-                               **dense_args(f"fc{index}"))(x)
-        x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
-    logits = keras.layers.Dense(num_classes, dtype="float32", name="fc8", **dense_args("fc8"))(x)
+                               **dense_args(f"fc{index}", x.shape[-1]))(x)
+        if not before:
+            x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
+    logits = keras.layers.Dense(num_classes, dtype="float32", name="fc8",
+                                **dense_args("fc8", x.shape[-1]))(x)
     return keras.Model(inputs, logits, name=f"alexnet_{variant}")
+
+
+def _torch_init(fan_in):
+    """PyTorch's default initialisation of Conv2d and Linear (their reset_parameters):
+    kaiming_uniform_(a=sqrt(5)) has bound sqrt(6 / ((1 + 5) * fan_in)) = 1 / sqrt(fan_in), which
+    is Keras' VarianceScaling(1/3, fan_in, uniform) (limit sqrt(3 * scale / fan_in)); biases are
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Keras' Glorot bound also counts fan_out: in `seed` it is
+    0.5x PyTorch's in conv1 and 1.2-2.4x in the other layers, and its biases are 0, so a training
+    meant to match PyTorch's would start elsewhere."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return {"kernel_initializer": keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform"),
+            "bias_initializer": keras.initializers.RandomUniform(-bound, bound)}
 
 
 def count_flops(model):

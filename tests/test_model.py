@@ -169,3 +169,33 @@ def test_conv_dropout_ends_each_pooling_stage_and_only_trains(variant):
     np.testing.assert_allclose(model(x, training=False), plain(x, training=False), rtol=1e-6)
     np.testing.assert_allclose(plain(x, training=True), plain(x, training=False), rtol=1e-6)
     assert not np.allclose(model(x, training=True), plain(x, training=True))
+
+
+def test_torch_init_bounds_weights_and_biases_by_fan_in():
+    """init="torch" is PyTorch's default: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    keras.utils.set_random_seed(0)
+    model = build_model("cifar", num_classes=10, image_size=16, init="torch")
+    for layer in model.layers:
+        if not hasattr(layer, "kernel"):
+            continue
+        kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+        bound = 1 / np.sqrt(np.prod(kernel.shape[:-1]))  # kh * kw * in (or in) = fan_in
+        assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.95 * bound, layer.name
+        assert np.abs(bias).max() <= bound and np.abs(bias).max() > 0.5 * bound, layer.name
+        assert abs(kernel.std() - bound / np.sqrt(3)) < 0.05 * bound, layer.name  # uniform
+
+
+def test_seed_scales_to_minus_one_one_and_drops_the_inputs_of_fc6_and_fc7():
+    seed = build_model("seed", num_classes=10, image_size=95)
+    pixels = np.array([0.0, 127.5, 255.0], np.float32)[:, None, None, None] * np.ones((1, 2, 2, 3))
+    np.testing.assert_allclose(seed.get_layer("normalize")(pixels).numpy()[:, 0, 0, 0],
+                               [-1.0, 0.0, 1.0], atol=1e-6)
+
+    def input_of(model, name):
+        return model.get_layer(name).input._keras_history[0].name
+
+    assert [input_of(seed, n) for n in ("fc6", "fc7", "fc8")] == ["drop6", "drop7", "fc7"]
+    assert input_of(seed, "drop6") == "flatten"
+    cifar = build_model("cifar", num_classes=10, image_size=16)  # the paper's place: after
+    assert [input_of(cifar, n) for n in ("drop6", "fc7", "fc8")] == ["fc6", "drop6", "drop7"]
+    assert cifar.get_layer("normalize")(np.full((1, 2, 2, 3), 255.0)).numpy().max() > 2
