@@ -6,6 +6,7 @@ and moves the schedule's end to the last epoch that fits, so a slow CPU anneals 
 """
 
 import collections
+import datetime
 import pathlib
 import time
 
@@ -54,6 +55,9 @@ class TrainingClock(keras.callbacks.Callback):
     `max_epochs`), fits the schedule to them and stops when they are done. The warm-up keeps
     its length, up to a fifth of the planned steps.
 
+    After the first epoch of a session it prints the minutes per epoch and when the run should
+    end (with a budget: how many epochs fit), so a long run says early how long it takes.
+
     When it stops training it writes the epoch count to the file `marker` (if given) at once,
     before the callbacks after it back the epoch up. A resumed run whose marker exists has
     `budget_used_up_at` set to that count: the schedule is fitted to it and no replanning
@@ -95,6 +99,8 @@ class TrainingClock(keras.callbacks.Callback):
         # The hard limit, should the recent epochs have been much slower than the mean.
         if self.budget and minutes + max(self.recent_epochs) > self.budget:
             self._stop()
+        if len(self.recent_epochs) == 1:
+            print(self.pace_report(now), flush=True)
         if logs is not None:
             logs["minutes"] = minutes
             if getattr(self.model, "optimizer", None) is not None:  # the next step's rate
@@ -102,6 +108,21 @@ class TrainingClock(keras.callbacks.Callback):
                 # float() refuses inside fit; convert_to_numpy reads any of them.
                 rate = self.model.optimizer.learning_rate
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+
+    def pace_report(self, now):
+        """One line: this session's minutes per epoch and the expected end of the run."""
+        pace = (now - self.started) / 60 / len(self.recent_epochs)
+        total = self.max_epochs or self.epochs_done
+        if self.budget:
+            # The planned epochs (a fitted cosine), else those the budget holds at this pace.
+            fits = self.planned_epochs if self.schedule is not None else int(self.budget / pace)
+            total = max(self.epochs_done, min(total, fits))
+        left = (total - self.epochs_done) * pace
+        end = datetime.datetime.fromtimestamp(now) + datetime.timedelta(minutes=left)
+        fitted = (f"; {total} of {self.max_epochs} epochs fit the {self.budget:g}-minute budget"
+                  if self.budget else "")
+        return (f"{pace:.1f} min per epoch{fitted}: epoch {total} should end at about "
+                f"{end:%H:%M} (in {left:.0f} min)")
 
     def _stop(self):
         self.out_of_time = self.model.stop_training = True

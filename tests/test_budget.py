@@ -156,3 +156,25 @@ def test_training_clock_keeps_the_schedule_when_every_epoch_fits():
     assert run_epochs(clock, 5, minutes_each=1.0) == 5
     assert schedule.total_steps == 50 and not clock.out_of_time
     assert not clock.model.stop_training  # fit ends by itself; a stop would read as a NaN stop
+
+
+def test_the_first_epoch_prints_the_pace_and_when_the_run_ends(capsys):
+    clock = clock_with_model(minutes_before=0.0, max_epochs=10)
+    clock.on_train_begin()
+    pretend_minutes_passed(clock, 2.0)
+    clock.on_epoch_end(0, {})
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("2.0 min per epoch: epoch 10 should end at about ")
+    assert line.endswith("(in 18 min)")  # 9 epochs left at 2 minutes each
+    clock.on_epoch_begin(1)
+    clock.on_epoch_end(1, {})
+    assert capsys.readouterr().out == ""  # once a session
+
+
+def test_with_a_budget_it_says_how_many_epochs_fit(capsys):
+    clock = clock_with_model(minutes_before=0.0, budget=7, max_epochs=10)
+    clock.on_train_begin()
+    pretend_minutes_passed(clock, 2.0)
+    clock.on_epoch_end(0, {})
+    assert "min per epoch; 3 of 10 epochs fit the 7-minute budget: epoch 3 should end" in (
+        capsys.readouterr().out)
