@@ -1,10 +1,14 @@
 """The Gradio app (ui/app.py): image decoding, classify/inside helpers, the CLI, a load test."""
 
 import concurrent.futures
+import http.server
+import importlib.metadata
+import os
 import pathlib
 import shutil
 import socket
 import struct
+import threading
 import time
 import types
 import zlib
@@ -295,3 +299,200 @@ def test_twenty_concurrent_api_clients(classifier, files, tmp_path):
             assert pathlib.Path(view).is_file() and "ms" in text
     finally:
         demo.close()
+
+
+# --- The app as a network service (issue 43) ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(classifier):
+    """The app launched as main launches it (no login), on a free loopback port."""
+    demo = app.build_demo(classifier)
+    port = _free_port()
+    app.launch(demo, port=port, block=False)
+    yield demo, f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_only_the_documented_formats_are_decoded(classifier, files, tmp_path, monkeypatch):
+    """An EPS upload must never reach Pillow's EPS plugin, whose load() runs Ghostscript."""
+    from PIL import EpsImagePlugin
+
+    opened = []
+    real_open = EpsImagePlugin.EpsImageFile._open
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open",
+                        lambda self: opened.append(1) or real_open(self))
+    picture = Image.fromarray(np.random.default_rng(2).integers(0, 256, (24, 32, 3), np.uint8))
+    picture.save(tmp_path / "upload.eps")
+    with pytest.raises(gr.Error):
+        app.classify(str(tmp_path / "upload.eps"), classifier)
+    assert opened == []  # (with Ghostscript installed, today's load() would have run it)
+    for name in ("upload.eps", "upload.tif", "upload.ico", "upload.tga"):
+        picture.save(tmp_path / name)
+        with pytest.raises(gr.Error, match=r"Cannot read this file \(not a supported image\)"):
+            app.classify(str(tmp_path / name), classifier)
+    for name in ("upload.bmp", "upload.webp"):  # the documented ones beside JPEG, PNG, GIF
+        picture.save(tmp_path / name)
+        _check_answer(*app.classify(str(tmp_path / name), classifier))
+
+
+def test_share_warns_and_auth_asks_for_a_login(export_dir, monkeypatch, capsys):
+    launched = []
+    monkeypatch.setattr(app, "launch", lambda demo, **kwargs: launched.append(kwargs))
+    assert app.main(["--model", str(export_dir), "--share"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: --share publishes a public link" in out and "--auth USER:PASSWORD" in out
+    assert launched[-1]["share"] is True and launched[-1]["auth"] is None
+    assert app.main(["--model", str(export_dir), "--share", "--auth", "ann:pass:word"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: --share" in out and "--auth USER:PASSWORD" not in out
+    assert launched[-1]["auth"] == ("ann", "pass:word")
+    assert app.main(["--model", str(export_dir), "--auth", "ann:pw"]) == 0  # without --share
+    assert launched[-1]["auth"] == ("ann", "pw") and launched[-1]["share"] is False
+    for bad in ("ann", "ann:", ":pw"):
+        with pytest.raises(SystemExit) as stop:
+            app.main(["--model", str(export_dir), "--auth", bad])
+        assert stop.value.code == 2
+        assert "is not USER:PASSWORD" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_with_auth_strangers_get_nothing(files):
+    demo = app.build_demo(None)
+    port = _free_port()
+    app.launch(demo, port=port, block=False, auth=("ann", "s3cret"))
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        upload = {"files": ("photo.png", (files / "photo.png").read_bytes())}
+        assert httpx.post(f"{url}gradio_api/upload", files=upload).status_code == 401
+        assert httpx.get(f"{url}gradio_api/info").status_code == 401
+        with httpx.Client(base_url=url) as browser:
+            wrong = browser.post("login", data={"username": "ann", "password": "guess"})
+            assert wrong.status_code == 400
+            assert browser.post("gradio_api/upload", files=upload).status_code == 401
+            assert browser.post("login", data={"username": "ann", "password": "s3cret"}) \
+                .status_code == 200
+            assert browser.post("gradio_api/upload", files=upload).status_code == 200
+    finally:
+        demo.close()
+
+
+def test_monitoring_and_ssr_are_off(server):
+    demo, url = server
+    # Gradio's default serves what the app has been asked to anyone at /monitoring/summary.
+    assert httpx.get(f"{url}monitoring/summary").status_code == 403
+    assert httpx.get(f"{url}monitoring").status_code == 403
+    assert demo.enable_monitoring is False and demo.ssr_mode is False
+
+
+class _BigFile(http.server.BaseHTTPRequestHandler):
+    """50 MB of PNG-named bytes from 127.0.0.1; counts the requests it answers."""
+    size, requests = 50 * 2**20, []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.requests.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(self.size))
+        self.end_headers()
+        chunk = b"\0" * 2**20
+        for _ in range(self.size // len(chunk)):
+            self.wfile.write(chunk)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_an_image_given_as_a_url_is_refused_not_fetched(server, monkeypatch):
+    from gradio import processing_utils
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    _, url = server
+    # As if 127.0.0.1 were a public host: Gradio's SSRF guard refuses loopback addresses (it
+    # would ask dns.google first) but downloads from any public one, without a size limit.
+    monkeypatch.setattr(processing_utils, "async_transport", httpx.AsyncHTTPTransport())
+    remote = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BigFile)
+    threading.Thread(target=remote.serve_forever, daemon=True).start()
+    _BigFile.requests.clear()
+    try:
+        image_url = f"http://127.0.0.1:{remote.server_port}/big.png"
+        with pytest.raises(AppError, match="Images given as URLs are not fetched"):
+            Client(url, verbose=False).predict(handle_file(image_url), api_name="/classify")
+        assert _BigFile.requests == []
+    finally:
+        remote.shutdown()
+        remote.server_close()
+
+
+def _stored_bytes(directory):
+    return sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(directory) for name in names)
+
+
+def test_what_the_app_keeps_on_disk_is_bounded(server, files, monkeypatch):
+    from gradio.utils import get_upload_folder
+    from gradio_client import Client, handle_file
+
+    demo, url = server
+    cache = pathlib.Path(get_upload_folder())
+    slack = 4 * (demo.max_file_size + 64 * 1024)  # room kept for 4 uploads being read
+    monkeypatch.setattr(app, "UPLOADS_AT_ONCE", 4, raising=False)
+    monkeypatch.setattr(app, "MAX_CACHE_BYTES", slack + 2 * 2**20, raising=False)
+    abandoned = cache / "tmp_abandoned_upload"  # what a dropped connection leaves behind
+    abandoned.write_bytes(b"\0" * 2**20)
+    os.utime(abandoned, (1, 1))
+    rng = np.random.default_rng(3)
+    uploaded = []
+    for i in range(30):  # 30 x 200 KB = 6 MB through Gradio's upload route
+        blob = rng.integers(0, 256, 200 * 1024, np.uint8).tobytes()
+        answer = httpx.post(f"{url}gradio_api/upload", files={"files": (f"{i}.png", blob)})
+        assert answer.status_code == 200
+        uploaded += answer.json()
+    kept = [p for p in uploaded if os.path.exists(p)]
+    assert sum(map(os.path.getsize, kept)) <= 2 * 2**20 + 200 * 1024
+    assert uploaded[-1] in kept and uploaded[0] not in kept and not abandoned.exists()
+    assert _stored_bytes(cache) <= app.MAX_CACHE_BYTES
+    # One request, one file: two files that each pass max_file_size are refused together.
+    half = b"\0" * (demo.max_file_size * 2 // 3)
+    answer = httpx.post(f"{url}gradio_api/upload",
+                        files=[("files", ("a.png", half)), ("files", ("b.png", half))])
+    assert answer.status_code == 413
+    # The app still answers, and the page's own files (examples) survived the trimming.
+    label, _, _ = Client(url, verbose=False).predict(handle_file(str(files / "photo.jpg")),
+                                                     api_name="/classify")
+    assert len(label["confidences"]) == 5
+    page_files = set().union(*(getattr(b, "keep_in_cache", ()) for b in demo.blocks.values()))
+    assert all(os.path.exists(p) for p in page_files)
+
+
+def test_the_apps_own_output_files_are_bounded(tmp_path):
+    for _ in range(100):  # a burst: all within as_file's max_age
+        app.as_file(np.zeros((4, 4, 3), np.uint8), tmp_path)
+    assert len(list(tmp_path.glob("*.png"))) <= getattr(app, "MAX_OUTPUT_FILES", 64)
+
+
+def test_model_card_names_the_model_not_where_it_lives(classifier):
+    card = app.model_card(classifier)
+    assert "**Model**: cifar_untrained, version 1" in card
+    assert str(classifier.path.parent.parent) not in card and "/" not in card
+    named = types.SimpleNamespace(path="/srv/secret/saved_models/x/3", class_names=CIFAR10,
+                                  metadata={})
+    card = app.model_card(named)
+    assert "x, version 3" in card and "/srv" not in card and "saved_models" not in card
+
+
+def test_dependency_floors_are_past_published_fixes():
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    # Gradio: path traversals fixed in 6.7 (GHSA-39mp-8hj3-5c49, Windows) and 6.16
+    # (CVE-2026-49119, FileExplorer); Pillow: CVE-2024-28219 fixed in 10.3, the heap
+    # overflows and decompression bombs of CVE-2026-59197..59200 in 12.3.
+    fixed = {"gradio": Version("6.16"), "pillow": Version("12.3")}
+    lines = (REPO / "requirements.txt").read_text().splitlines()
+    requirements = {r.name.lower(): r for r in map(Requirement, (
+        line for line in lines if line.strip() and not line.startswith("#")))}
+    for name, version in fixed.items():
+        floors = [Version(s.version) for s in requirements[name].specifier
+                  if s.operator == ">="]
+        assert floors and min(floors) >= version, (name, floors)
+        assert importlib.metadata.version(name) in requirements[name].specifier

@@ -1,6 +1,7 @@
 """A browser demo of an exported AlexNet: classify an image and look inside the network.
 
     python ui/app.py [--model DIR] [--host 127.0.0.1] [--port 7860] [--share]
+                     [--auth USER:PASSWORD]
 
 DIR is a SavedModel version directory or a model base directory (its newest integer version);
 the default is the newest export under saved_models/. The app only reads the export (through
@@ -8,6 +9,7 @@ the default is the newest export under saved_models/. The app only reads the exp
 """
 
 import argparse
+import asyncio
 import atexit
 import os
 import pathlib
@@ -22,9 +24,20 @@ import warnings
 # Before gradio is imported: it reads these at import time. No usage pings from a local demo.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Gradio stores every upload and answer under GRADIO_TEMP_DIR (default /tmp/gradio, shared by
+# all Gradio apps of the machine, read on every request). A directory of this process's own
+# lets the app bound, and at exit remove, exactly what it stored, abandoned uploads included.
+CACHE_DIR = pathlib.Path(tempfile.mkdtemp(prefix="alexnet_app_cache_",
+                                          dir=os.environ.get("GRADIO_TEMP_DIR")))
+os.environ["GRADIO_TEMP_DIR"] = str(CACHE_DIR)
+atexit.register(shutil.rmtree, CACHE_DIR, ignore_errors=True)
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from gradio_client.utils import is_http_url_like  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
+from starlette.requests import ClientDisconnect  # noqa: E402
+from starlette.responses import PlainTextResponse  # noqa: E402
 from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -44,7 +57,16 @@ MAX_SIDE = 1024  # the model sees <= 227 px; a smaller copy keeps huge uploads f
 MAX_PIXELS = 120_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# The formats the page promises. Image.open would otherwise try every decoder Pillow has,
+# EPS included, whose load() runs Ghostscript (Pillow's security notes); "JPEG" also opens
+# phones' multi-picture JPEGs (MPO).
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
 MAX_FILE_SIZE = "10mb"
+# What the app keeps on disk (uploads, answers, abandoned partial uploads), oldest deleted
+# first; uploads are read at most UPLOADS_AT_ONCE at a time, each one request of one file.
+MAX_CACHE_BYTES = 512 * 2**20
+UPLOADS_AT_ONCE = 4
+MAX_OUTPUT_FILES = 64  # the app's own PNGs awaiting Gradio's copy (at most 8 are in flight)
 CONCURRENCY = 2  # model calls at once: a CPU box has few cores and each call uses all of them
 QUEUE_SIZE = 64  # waiting requests beyond this are turned away instead of piling up
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -74,7 +96,7 @@ def load_image(image):
         image = _array_to_pil(image)
     if not isinstance(image, Image.Image):
         try:
-            image = Image.open(image)  # reads the header only
+            image = Image.open(image, formats=FORMATS)  # reads the header only
             too_large = image.width * image.height > MAX_PIXELS
             if not too_large:
                 # JPEGs decode at 1/2..1/8 scale straight away (draft); others decode fully.
@@ -82,8 +104,12 @@ def load_image(image):
                 image.load()  # animated GIF/WebP/APNG: frame 0 is what open() points at
         except Image.DecompressionBombError:
             too_large = True
+        except FileNotFoundError:  # trimmed from the cache (see trim_cache) since its upload
+            raise bad_input("This upload is no longer on the server: give the image again.") \
+                from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-            reason = "not an image" if isinstance(error, UnidentifiedImageError) else "corrupt"
+            reason = "not a supported image" if isinstance(error, UnidentifiedImageError) \
+                else "corrupt"
             raise bad_input(f"Cannot read this file ({reason}): upload a JPEG, PNG, GIF, "
                             "BMP or WebP image.") from None
         if too_large:
@@ -206,12 +232,19 @@ def model_card(classifier):
         accuracy_label(metrics): f"top-1 {accuracy('top1')}, top-5 {accuracy('top5')}"
         if metrics else "unknown",
         "Exported": meta.get("exported_at", "unknown"),
-        "Export": f"`{classifier.path}`",
+        "Model": model_name(classifier.path),
     }
     return "### Model card\n\n" + "".join(f"- **{k}**: {v}\n" for k, v in rows.items())
 
 
-def as_file(image, directory, max_age=300):
+def model_name(path):
+    """`saved_models/NAME/3` -> "NAME, version 3": every visitor reads the card, and where the
+    export lives on the server is none of their business."""
+    path = pathlib.Path(path)
+    return f"{path.parent.name}, version {path.name}" if path.name.isdigit() else path.name
+
+
+def as_file(image, directory, max_age=300, max_files=None):
     """uint8 image -> path of a PNG written atomically (temp name, then rename).
 
     Why not return the array: Gradio saves arrays to a content-addressed cache file by
@@ -220,17 +253,129 @@ def as_file(image, directory, max_age=300):
     Files it copies into its cache atomically, so the app hands it finished files.
     """
     now = time.time()
+    kept = []
     for old in directory.glob("*.png"):  # Gradio has its own copy within milliseconds
         try:
-            if now - old.stat().st_mtime > max_age:
-                old.unlink(missing_ok=True)
+            mtime = old.stat().st_mtime
         except FileNotFoundError:  # another request's clean-up took it first
-            pass
+            continue
+        if now - mtime > max_age:
+            old.unlink(missing_ok=True)
+        else:
+            kept.append((mtime, old))
+    # A burst of requests within max_age: the newest stay (those in flight among them).
+    limit = MAX_OUTPUT_FILES if max_files is None else max_files
+    for _, old in sorted(kept)[:max(0, len(kept) - limit + 1)]:
+        old.unlink(missing_ok=True)
     path = directory / f"{uuid.uuid4().hex}.png"
     staging = directory / f".{path.name}.tmp"
     Image.fromarray(image).save(staging, format="PNG")
     os.replace(staging, path)
     return str(path)
+
+
+def refuse_urls(component):
+    """Makes `component` refuse a file given as a URL instead of fetching it; returns it.
+
+    An API client may send {"path": "https://..."} where the browser uploads bytes; Gradio then
+    downloads the URL before any app code runs, with no size limit (max_file_size bounds
+    uploads only). The page documents uploads, pastes and webcam photos, which all arrive as
+    uploads; the API takes the same. (An instance attribute, not a subclass: Gradio writes a
+    .pyi stub beside the source of every Component subclass.)
+    """
+    fetch = component.async_move_resource_to_block_cache
+
+    async def uploads_only(url_or_file_path):
+        if url_or_file_path is not None and is_http_url_like(str(url_or_file_path)):
+            raise bad_input("Images given as URLs are not fetched: upload the file itself "
+                            "(gradio_client: handle_file with a local path).")
+        return await fetch(url_or_file_path)
+
+    component.async_move_resource_to_block_cache = uploads_only
+    return component
+
+
+def trim_cache(directory, max_bytes, keep=()):
+    """Deletes the oldest files under `directory` until at most `max_bytes` remain, sparing
+    the paths in `keep`; returns the bytes that remain."""
+    files = []
+    for root, _, names in os.walk(directory):  # os.walk skips what vanishes meanwhile
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if path not in keep:
+                files.append((info.st_mtime, info.st_size, path))
+    total = sum(size for _, size, _ in files)
+    for _, size, path in sorted(files):
+        if total <= max_bytes:
+            break
+        try:
+            os.unlink(path)
+            os.rmdir(os.path.dirname(path))  # Gradio's per-file directory, once empty
+        except OSError:  # already gone, or the directory holds other files
+            pass
+        total -= size
+    return total
+
+
+def _cache_room(demo):
+    """Bytes the stored files may take so that they plus the uploads being read fit
+    MAX_CACHE_BYTES; the paths Gradio keeps for the page itself (examples) are spared."""
+    keep = set().union(*(getattr(block, "keep_in_cache", ()) for block in demo.blocks.values()))
+    return MAX_CACHE_BYTES - UPLOADS_AT_ONCE * _upload_limit(demo), keep
+
+
+def _upload_limit(demo):
+    return (demo.max_file_size or 0) + 64 * 1024  # the file and its form fields
+
+
+class UploadBound:
+    """ASGI middleware in front of Gradio's upload route, which bounds each file's size but
+    not the files per request (up to 1000), the uploads read at once, or what stays stored
+    (a client that drops the connection mid-upload leaves its partial file behind for good).
+
+    Here every upload request is read only while one of UPLOADS_AT_ONCE slots is free, its
+    body may hold one file of at most max_file_size (413 beyond), and before it is read the
+    app's files are trimmed, oldest first, to leave room for it within MAX_CACHE_BYTES.
+    """
+
+    def __init__(self, app, demo):
+        self.app, self.demo = app, demo
+        self.slots = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" \
+                or not scope["path"].endswith("/upload"):
+            return await self.app(scope, receive, send)
+        limit = _upload_limit(self.demo)
+        received, started = 0, False
+
+        async def bounded_receive():
+            nonlocal received
+            if received > limit:
+                return {"type": "http.disconnect"}  # Gradio stops reading (ClientDisconnect)
+            message = await receive()
+            received += len(message.get("body", b""))
+            return {"type": "http.disconnect"} if received > limit else message
+
+        async def watched_send(message):
+            nonlocal started
+            started = True
+            await send(message)
+
+        async with self.slots:
+            await asyncio.to_thread(trim_cache, CACHE_DIR, *_cache_room(self.demo))
+            try:
+                await self.app(scope, bounded_receive, watched_send)
+            except ClientDisconnect:
+                if received <= limit or started:
+                    raise
+            if received > limit and not started:
+                await PlainTextResponse(f"An upload is one file of at most {MAX_FILE_SIZE}.",
+                                        status_code=413)(scope, receive, send)
 
 
 def build_demo(classifier):
@@ -246,6 +391,8 @@ def build_demo(classifier):
         filters = filter_grid(classifier.inspect(blank)["conv1_filters"])
 
     def files(*values):  # arrays -> finished PNG files (see as_file); text passes through
+        if demo.is_running:  # answers count against the same bound as uploads (UploadBound)
+            trim_cache(CACHE_DIR, *_cache_room(demo))
         return tuple(as_file(v, outdir) if isinstance(v, np.ndarray) else v for v in values)
 
     def on_classify(image):
@@ -266,8 +413,9 @@ def build_demo(classifier):
         with gr.Tab("Classify"):
             with gr.Row():
                 with gr.Column():
-                    image = gr.Image(type="numpy", image_mode="RGB", label="Your image",
-                                     sources=["upload", "clipboard", "webcam"], height=320)
+                    image = refuse_urls(gr.Image(type="numpy", image_mode="RGB",
+                                                 label="Your image", height=320,
+                                                 sources=["upload", "clipboard", "webcam"]))
                     button = gr.Button("Classify", variant="primary")
                     if examples:
                         gr.Examples([[p] for p in examples], inputs=image, label="Examples")
@@ -311,14 +459,20 @@ def build_demo(classifier):
     return demo
 
 
-def launch(demo, host="127.0.0.1", port=7860, share=False, block=True):
-    """Queue and launch with the safe defaults (main and the tests share them)."""
+def launch(demo, host="127.0.0.1", port=7860, share=False, block=True, auth=None):
+    """Queue and launch with the safe defaults (main and the tests share them).
+
+    auth: (user, password) that every page and API call then needs (Gradio's login).
+    """
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     # run_history=False: Gradio 6 otherwise keeps every image and answer in the browser and
     # offers to sync them to a Hugging Face bucket; a local demo has no use for either.
+    # enable_monitoring=False: Gradio's /monitoring routes (on by default) tell any visitor
+    # what the app has been asked; ssr_mode=False: no Node server in front of the app.
     return demo.launch(server_name=host, server_port=port, share=share, quiet=not block,
                        max_file_size=MAX_FILE_SIZE, prevent_thread_lock=not block,
-                       run_history=False)
+                       run_history=False, enable_monitoring=False, ssr_mode=False, auth=auth,
+                       app_kwargs={"middleware": [Middleware(UploadBound, demo=demo)]})
 
 
 def _port(text):
@@ -326,6 +480,13 @@ def _port(text):
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
     return port
+
+
+def _login(text):
+    user, colon, password = text.partition(":")
+    if not (user and colon and password):
+        raise argparse.ArgumentTypeError(f"{text!r} is not USER:PASSWORD")
+    return user, password
 
 
 def main(argv=None):
@@ -338,6 +499,9 @@ def main(argv=None):
     parser.add_argument("--port", type=_port, default=7860, help="default 7860")
     parser.add_argument("--share", action="store_true",
                         help="also publish a public *.gradio.live link (off by default)")
+    parser.add_argument("--auth", type=_login, metavar="USER:PASSWORD",
+                        help="require this login for the page and the API (advised with "
+                             "--share or a --host other than this machine)")
     args = parser.parse_args(argv)
 
     # Training exports to saved_models/ where it ran: here, or (the usual case) the repo.
@@ -361,10 +525,16 @@ def main(argv=None):
               f"{classifier.image_size} px)")
     # SIGTERM (kill, systemd, the browser test) ends like Ctrl+C, so atexit cleans the temp dir.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    login = "" if args.auth else " (add --auth USER:PASSWORD to require a login)"
+    if args.share:
+        print("warning: --share publishes a public link (Gradio keeps it up to a week): "
+              f"anyone who has it can use the app{login}")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: binding {args.host}: anyone who can reach this machine can use the app")
+        print(f"warning: binding {args.host}: anyone who can reach this machine can use the "
+              f"app{login}")
     try:
-        launch(build_demo(classifier), host=args.host, port=args.port, share=args.share)
+        launch(build_demo(classifier), host=args.host, port=args.port, share=args.share,
+               auth=args.auth)
     except OSError as error:  # e.g. the port is taken
         print(f"error: {error}", file=sys.stderr)
         return 2
