@@ -1,6 +1,7 @@
 """Local response normalization (Krizhevsky et al. 2012, section 3.3) as a Keras layer."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -21,8 +22,10 @@ class LocalResponseNormalization(keras.layers.Layer):
     Neither the paper nor TF divides alpha by n; PyTorch's `nn.LocalResponseNorm(size=5)`
     does (`alpha / n * sum`), so it needs `alpha = n * 1e-4 = 5e-4` to give this output.
 
-    The op has float32 kernels only on CPU (no bfloat16), so under a mixed-precision policy
-    the layer computes in float32 and casts back to its compute dtype.
+    The op is the layer's definition and its float32 path. It has float32 kernels only on CPU
+    (no bfloat16), and its gradient kernel (LRNGrad) loops over the window channel by channel;
+    under a mixed-precision policy the layer computes the same function in float32 with
+    vectorised ops instead (`_lrn_by_window_matmul`) and casts back to its compute dtype.
     """
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, **kwargs):
@@ -33,12 +36,13 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.beta = beta
 
     def call(self, inputs):
-        outputs = tf.nn.local_response_normalization(
-            tf.cast(inputs, "float32"),
-            depth_radius=self.depth_radius,
-            bias=self.bias,
-            alpha=self.alpha,
-            beta=self.beta,
+        if self.compute_dtype == "float32":
+            return tf.nn.local_response_normalization(
+                inputs, depth_radius=self.depth_radius, bias=self.bias, alpha=self.alpha,
+                beta=self.beta,
+            )
+        outputs = _lrn_by_window_matmul(
+            tf.cast(inputs, "float32"), self.depth_radius, self.bias, self.alpha, self.beta
         )
         return tf.cast(outputs, self.compute_dtype)
 
@@ -53,3 +57,40 @@ class LocalResponseNormalization(keras.layers.Layer):
             "alpha": self.alpha,
             "beta": self.beta,
         }
+
+
+def _lrn_by_window_matmul(x, depth_radius, bias, alpha, beta):
+    """`tf.nn.local_response_normalization` over the last axis of float32 `x`, as matmuls.
+
+    The window sum over channels i-r..i+r is a matmul with a banded 0/1 [C, C] matrix, so
+    forward and gradient are a few element-wise passes and two small matmuls. The gradient is
+    written out (for y_i = x_i * n_i ** -beta, n_i = bias + alpha * sum_{|j-i|<=r} x_j ** 2):
+
+        dx_j = g_j * n_j ** -beta - 2 * alpha * beta * x_j * sum_{|i-j|<=r} g_i * y_i / n_i
+
+    which keeps no more than autodiff would and saves it several passes over the tensor.
+    """
+    channels = x.shape[-1]
+    index = np.arange(channels)
+    band = (np.abs(index[:, None] - index[None, :]) <= depth_radius).astype("float32")
+
+    def window_sum(values, scale):
+        flat = tf.reshape(values, [-1, channels])
+        return tf.reshape(tf.matmul(flat, tf.constant(scale * band)), tf.shape(values))
+
+    @tf.custom_gradient
+    def lrn(x):
+        norm = bias + window_sum(x * x, alpha)
+        if beta == 0.75:  # the paper's beta: two cheap roots instead of pow's exp and log
+            root = tf.math.rsqrt(norm)
+            scale = root * tf.sqrt(root)
+        else:
+            scale = tf.pow(norm, -beta)
+        y = x * scale
+
+        def grad(g):
+            return g * scale + x * window_sum(g * y / norm, -2.0 * alpha * beta)
+
+        return y, grad
+
+    return lrn(x)

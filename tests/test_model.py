@@ -199,3 +199,72 @@ def test_seed_scales_to_minus_one_one_and_drops_the_inputs_of_fc6_and_fc7():
     cifar = build_model("cifar", num_classes=10, image_size=16)  # the paper's place: after
     assert [input_of(cifar, n) for n in ("drop6", "fc7", "fc8")] == ["fc6", "drop6", "drop7"]
     assert cifar.get_layer("normalize")(np.full((1, 2, 2, 3), 255.0)).numpy().max() > 2
+
+
+def _lrn_and_input_gradient(layer, x, weights):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.cast(layer(x), tf.float32) * weights)
+    return layer(x), tape.gradient(loss, x)
+
+
+@pytest.mark.parametrize("depth_radius, beta", [(2, 0.75), (3, 0.5)])
+def test_lrn_mixed_precision_path_matches_the_op_on_values_and_gradients(depth_radius, beta):
+    """Under mixed_bfloat16 the layer computes LRN with matmuls; it must be the op's function,
+    forward and backward, up to bfloat16 rounding (8 bits of mantissa: 2**-8 relative)."""
+    rng = np.random.default_rng(0)
+    # Large activations make the alpha term matter; 7 channels put every window at an edge.
+    a = rng.uniform(0, 60, size=(2, 3, 4, 7)).astype("float32")
+    weights = tf.constant(rng.normal(size=a.shape).astype("float32"))
+    args = dict(depth_radius=depth_radius, bias=2.0, alpha=1e-4, beta=beta)
+    x32 = tf.constant(a)
+    want, want_grad = _lrn_and_input_gradient(
+        lambda x: tf.nn.local_response_normalization(x, **args), x32, weights)
+    mixed = LocalResponseNormalization(**args, dtype="mixed_bfloat16")
+    got, got_grad = _lrn_and_input_gradient(mixed, tf.cast(x32, tf.bfloat16), weights)
+    assert got.dtype == tf.bfloat16 and got_grad.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(got, tf.float32), want, rtol=2**-7, atol=1e-6)
+    np.testing.assert_allclose(tf.cast(got_grad, tf.float32), want_grad, rtol=2**-6,
+                               atol=2**-7 * np.abs(want_grad).max())
+    assert np.abs(want_grad - want_grad.numpy().mean()).max() > 1e-3  # the sum's gradient matters
+
+
+def test_lrn_mixed_precision_runs_without_the_lrn_op():
+    """The op's CPU gradient kernel (LRNGrad) is the slow part: the traced training graph
+    under mixed precision has neither LRN nor LRNGrad; float32 keeps the op."""
+    def op_types(dtype):
+        layer = LocalResponseNormalization(dtype=dtype)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = tf.reduce_sum(tf.cast(layer(x), tf.float32))
+            return tape.gradient(y, x)
+
+        x = tf.zeros((1, 2, 2, 8), "bfloat16" if dtype.startswith("mixed") else "float32")
+        graph = step.get_concrete_function(x).graph
+        types = {op.type for op in graph.get_operations()}
+        for function in graph._functions.values():  # the custom gradient's own graph
+            types |= {node.op for node in function.cached_definition.node_def}
+        return types
+
+    assert not {"LRN", "LRNGrad"} & op_types("mixed_bfloat16")
+    assert {"LRN", "LRNGrad"} <= op_types("float32")
+
+
+def test_lrn_get_config_is_the_constructor_arguments_and_mixed_model_reloads(tmp_path):
+    layer = LocalResponseNormalization(depth_radius=3, bias=1.0, alpha=2e-4, beta=0.5, name="n")
+    config = layer.get_config()
+    base = keras.layers.Layer(name="n").get_config()
+    assert set(config) - set(base) == {"depth_radius", "bias", "alpha", "beta"}
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = build_model("cifar", num_classes=3, image_size=16)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(1).uniform(0, 255, size=(2, 16, 16, 3)).astype("float32")
+    model.save(tmp_path / "mixed.keras")
+    reloaded = keras.saving.load_model(tmp_path / "mixed.keras")
+    assert reloaded.get_layer("lrn1").compute_dtype == "bfloat16"
+    np.testing.assert_array_equal(model.predict(x, verbose=0), reloaded.predict(x, verbose=0))
