@@ -41,8 +41,16 @@ def resize_and_center_crop(images, size, crop_fraction=1.0):
 
 
 def decode_image(contents):
-    """JPEG, PNG, GIF (first frame) or BMP bytes -> uint8 RGB; grayscale and RGBA become RGB."""
-    return tf.io.decode_image(contents, channels=3, expand_animations=False)
+    """JPEG, PNG, GIF (first frame) or BMP bytes -> uint8 RGB; grayscale and RGBA become RGB.
+
+    JPEGs go through libjpeg's accurate integer IDCT, Pillow's and libjpeg's own default: the
+    pixels PyTorch loaders and the app (Gradio decodes with Pillow) see. TensorFlow's default
+    (`dct_method=""`, the fast IDCT) gives other pixels (up to 5 levels on CIFAR-10's JPEGs).
+    """
+    return tf.cond(
+        tf.io.is_jpeg(contents),
+        lambda: tf.io.decode_jpeg(contents, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(contents, channels=3, expand_animations=False))
 
 
 def lighting(image, seed, std=LIGHTING_STD, eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC):
@@ -111,7 +119,7 @@ def train_augment(image, seed, *, image_size, crop="random", flip=True, lighting
 
     crop: "random" takes an `image_size` crop of the stored (larger) image, as the paper's 224
     crops of 256x256 images (section 4.1); "pad" zero-pads by 4 first (32 px variants);
-    "none" resizes to `image_size`.
+    "none" uses the whole image, resized to `image_size` unless it is stored at that size.
     """
     crop_seed, flip_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     image = tf.cast(image, tf.float32)
@@ -120,7 +128,8 @@ def train_augment(image, seed, *, image_size, crop="random", flip=True, lighting
     if crop in ("pad", "random"):
         image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], crop_seed)
     elif crop == "none":
-        image = resize_and_center_crop(image, image_size)
+        if tuple(image.shape[:2]) != (image_size, image_size):
+            image = resize_and_center_crop(image, image_size)
     else:
         raise ValueError(f"Unknown crop '{crop}'; expected random, pad or none.")
     if flip:

@@ -9,13 +9,16 @@ import pathlib
 import types
 import typing
 
-from alexnet_tf.model import INITS, VARIANTS
+from alexnet_tf.data import CROPS, default_crop
+from alexnet_tf.model import INITS, VARIANTS, default_image_size
 from alexnet_tf.recipes import DEFAULT_RECIPE, RECIPES
 
 # Fields added later, with what every run saved before them did (a callable reads it from the
 # saved config): an older run resumes only with that value, so the run stays the one it was.
-BEFORE_IT_EXISTED = {"cutout": 0, "mixup": 0.0, "conv_dropout": 0.0,
-                     "split_seed": lambda old: old.get("seed", 0)}  # --seed drew the split then
+BEFORE_IT_EXISTED = {"cutout": 0, "mixup": 0.0, "conv_dropout": 0.0, "coupled_weight_decay": 0.0,
+                     "split_seed": lambda old: old.get("seed", 0),  # --seed drew the split then
+                     "crop": lambda old: default_crop(old.get("image_size")
+                                                      or default_image_size(old["variant"]))}
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
@@ -46,6 +49,7 @@ class Config:
     momentum: float | None = None
     nesterov: bool | None = None
     l2: float | None = None
+    coupled_weight_decay: float | None = None  # PyTorch's Adam weight_decay: in the gradient
     weight_decay: float | None = None  # decoupled (Keras optimizer weight_decay)
     schedule: str | None = None
     warmup_epochs: float | None = None
@@ -57,7 +61,8 @@ class Config:
     cutout: int | None = None  # side of the Cutout square in pixels; 0 turns it off
     mixup: float | None = None  # alpha of mixup's Beta(alpha, alpha); 0 turns it off
     pca: str = "imagenet"  # eigen-decomposition for lighting: imagenet or data
-    flip: bool = True
+    crop: str | None = None  # training crop and image storage (data.CROPS)
+    flip: bool | None = None
     cache: bool = True  # decoded images in memory when they fit
     time_budget: float | None = None  # minutes of training; fits a cosine schedule to them
     ema: float = 0.0  # momentum of a moving average of the weights (Keras use_ema); 0 = off
@@ -122,10 +127,17 @@ HELP = {
                "plus _<recipe> for a recipe other than the variant's own)",
     "export_dir": "SavedModel base directory (default: saved_models/alexnet_<dataset>)",
     "schedule": f"one of {', '.join(SCHEDULES)}",
-    "optimizer": f"one of {', '.join(OPTIMIZERS)}",
+    "optimizer": f"one of {', '.join(OPTIMIZERS)}; adam follows torch.optim.Adam's update "
+                 "(epsilon 1e-8 on the bias-corrected sqrt(v))",
     "l2": "L2 kernel penalty (coupled weight decay; the paper's 5e-4 is 2.5e-4 here)",
-    "weight_decay": "decoupled weight decay of the optimizer",
-    "init": "keras (Glorot) or paper (N(0, 0.01), unit biases)",
+    "coupled_weight_decay": "PyTorch's Adam weight_decay: adds this times each weight to its "
+                            "gradient, biases included, before Adam's moments (--optimizer adam; "
+                            "1e-4 in seed, 0 = off; default: the recipe's)",
+    "weight_decay": "decoupled weight decay of the optimizer (AdamW's; default: the recipe's)",
+    "init": "keras (Glorot), paper (N(0, 0.01), unit biases) or torch (PyTorch's default: "
+            "U(+-1/sqrt(fan_in)) weights and biases)",
+    "crop": "; ".join(f"{name}: {what}" for name, what in CROPS.items())
+            + " (default: the recipe's; none in seed, else pad up to 64 px and random above)",
     "lighting": "PCA colour augmentation std (paper: 0.1; 0 = off)",
     "pca": "eigen-decomposition for --lighting: imagenet or data (computed from train)",
     "cache": "keep decoded images in memory when they fit (--no-cache for large datasets)",
@@ -138,7 +150,7 @@ HELP = {
     "cpu_replicas": "N>1: MirroredStrategy over N logical CPU devices (runs the multi-GPU path "
                     "on a CPU); 1: OneDeviceStrategy on the CPU",
     "overwrite": "delete the workdir's previous run and start fresh",
-    "flip": "random horizontal flips in training (default: on)",
+    "flip": "random horizontal flips in training (default: the recipe's; off in seed)",
     "cutout": "Cutout: a square of this many pixels per training image set to the mean colour "
     "(DeVries & Taylor 2017; 0 = off; default: the recipe's, 8 in fast and long)",
     "mixup": "mixup's alpha: each training image and its one-hot label blended with another's "
@@ -166,9 +178,13 @@ def resolve(config):
     asked_warmup = config.warmup_epochs
     filled = {k: v for k, v in RECIPES[recipe].items() if getattr(config, k) is None}
     config = dataclasses.replace(config, recipe=recipe, **filled)
+    if config.crop is None:  # the recipe leaves it to the input size
+        size = config.image_size or default_image_size(config.variant)
+        config = dataclasses.replace(config, crop=default_crop(size))
     for name, choices in [("precision", PRECISIONS), ("schedule", SCHEDULES),
                           ("optimizer", OPTIMIZERS), ("pca", ("imagenet", "data")),
-                          ("init", INITS), ("verbose", ("auto", "0", "1", "2"))]:
+                          ("init", INITS), ("verbose", ("auto", "0", "1", "2")),
+                          ("crop", tuple(CROPS))]:
         if getattr(config, name) not in choices:
             raise ConfigError(f"--{name} must be one of {', '.join(choices)}; "
                               f"got '{getattr(config, name)}'")
@@ -176,6 +192,9 @@ def resolve(config):
         value = getattr(config, name)
         if value is not None and not (math.isfinite(value) and check(value)):
             raise ConfigError(f"--{name.replace('_', '-')} must be {what}; got {value}")
+    if config.coupled_weight_decay and config.optimizer != "adam":
+        raise ConfigError("--coupled-weight-decay needs --optimizer adam (SGD's coupled decay "
+                          "is --l2)")
     if config.schedule != "cosine":  # only the cosine schedule warms up
         if asked_warmup:
             raise ConfigError(f"--warmup-epochs needs --schedule cosine; got '{config.schedule}'")
@@ -195,6 +214,7 @@ _RANGES = {
     "momentum": _FRACTION, "dropout": _FRACTION, "conv_dropout": _FRACTION,
     "label_smoothing": _FRACTION, "ema": _FRACTION,
     "l2": _NON_NEGATIVE, "weight_decay": _NON_NEGATIVE, "warmup_epochs": _NON_NEGATIVE,
+    "coupled_weight_decay": _NON_NEGATIVE,
     "lighting": _NON_NEGATIVE, "cpu_replicas": _NON_NEGATIVE, "cutout": _NON_NEGATIVE,
     "mixup": _NON_NEGATIVE,
     "seed": _SEED, "split_seed": _SEED,
@@ -203,12 +223,20 @@ _RANGES = {
 
 def parse(argv=None):
     """Config from `--config FILE` (JSON) and flags, flags winning; resolved."""
+    return parse_command(argv)[0]
+
+
+def parse_command(argv=None):
+    """(the resolved Config, whether --print-config asks only to print it)."""
     parser = argparse.ArgumentParser(
         prog="python -m alexnet_tf.train",
         description="Train AlexNet, evaluate it and export a SavedModel.",
         epilog="Variants: " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()),
     )
     parser.add_argument("--config", metavar="FILE", help="JSON config; flags override it")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config as JSON (what config.json will record) "
+                             "and exit, reading no data")
     for field in dataclasses.fields(Config):
         flag = "--" + field.name.replace("_", "-")
         kind = _base_type(field.type)
@@ -221,9 +249,10 @@ def parse(argv=None):
                                               or f"default: {field.default}"))
     args = vars(parser.parse_args(argv))
     config_file = args.pop("config")
+    print_config = args.pop("print_config")
     base = load_json(config_file) if config_file else {}
     overrides = {k: v for k, v in args.items() if v is not None}
-    return resolve(Config(**{**base, **overrides}))
+    return resolve(Config(**{**base, **overrides})), print_config
 
 
 def load_json(path):

@@ -26,19 +26,35 @@ class Geometry:
 
     image_size: int
     load_size: int  # images are stored as load_size x load_size (short side scaled, centre crop)
-    crop: str  # training crop: "pad" (32 px variants) or "random" (crop of the stored image)
+    crop: str  # training crop: "pad", "random" or "none" (see CROPS)
 
     @property
     def crop_fraction(self):
         return self.image_size / self.load_size
 
 
-def geometry_for(image_size):
-    if image_size <= 64:  # CIFAR-sized: store as is, pad-4-and-crop
-        return Geometry(image_size, image_size, "pad")
-    # Section 2 and 4.1: 256x256 images, random 224 (227) crops; other sizes keep the 224/256 ratio.
-    load_size = 256 if image_size in (224, 227) else round(image_size * 256 / 224)
-    return Geometry(image_size, load_size, "random")
+CROPS = {
+    "random": "random crops of images stored at 8/7 of the input size (the paper's 224 of 256)",
+    "pad": "pad-4-and-crop of images stored at the input size (CIFAR)",
+    "none": "the whole image, stored resized to the input size (no crop in training or test)",
+}
+
+
+def default_crop(image_size):
+    """CIFAR-sized inputs pad-and-crop, larger ones crop a larger stored image."""
+    return "pad" if image_size <= 64 else "random"
+
+
+def geometry_for(image_size, crop=None):
+    """How images are stored and cropped for `crop` (one of CROPS; None: `default_crop`)."""
+    crop = crop or default_crop(image_size)
+    if crop == "random":
+        # Section 2 and 4.1: 256x256 images, random 224 (227) crops; other sizes keep the ratio.
+        load_size = 256 if image_size in (224, 227) else round(image_size * 256 / 224)
+        return Geometry(image_size, load_size, "random")
+    if crop not in CROPS:
+        raise ValueError(f"Unknown crop '{crop}'; expected one of {', '.join(CROPS)}.")
+    return Geometry(image_size, image_size, crop)
 
 
 @dataclasses.dataclass
@@ -60,9 +76,10 @@ class Data:
 
 def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
                    lighting_std=0.0, eigval=augment.IMAGENET_EIGVAL,
-                   eigvec=augment.IMAGENET_EIGVEC, cutout=0, mixup=0.0):
+                   eigvec=augment.IMAGENET_EIGVEC, cutout=0, cutout_fill=RGB_MEAN, mixup=0.0):
     """Shuffled, augmented, one-hot batches of `batch_size` (the global batch); with `mixup`
-    (alpha), blended images and soft labels."""
+    (alpha), blended images and soft labels. `cutout_fill`: the colour the model's input
+    normalisation maps to 0 (`model.input_mean`)."""
     buffer = split.size if split.images is not None else min(split.size, 10_000)
     images = split.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     # One stateless seed pair per image, new each epoch, the same for the same `seed`.
@@ -73,7 +90,7 @@ def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
         return augment.train_augment(
             image, pair, image_size=geometry.image_size, crop=geometry.crop, flip=flip,
             lighting_std=lighting_std, eigval=eigval, eigvec=eigvec, cutout_size=cutout,
-            cutout_fill=RGB_MEAN), label
+            cutout_fill=cutout_fill), label
 
     ds = tf.data.Dataset.zip(images, seeds).map(augment_one, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)

@@ -28,15 +28,16 @@ VAL_DIRS = ("val", "validation")
 
 
 def load(source, *, image_size, val_fraction=0.1, split_seed=0, limit=None, cache=True,
-         data_dir=None, splits=SPLITS):
+         data_dir=None, splits=SPLITS, crop=None):
     """Loads `source`: a tfds name (`cifar10`, `tfds:NAME`), a folder, or `synthetic`.
 
     Only the `splits` named are decoded (the others are None): evaluating on the 5,000 held-out
     images need not decode the 45,000 training ones. The held-out split is the same either way,
     and depends on `split_seed` alone (a folder's `val_fraction` share; synthetic images), which
-    also orders a folder's training files, so it picks the ones `limit` keeps.
+    also orders a folder's training files, so it picks the ones `limit` keeps. Images are
+    stored for `crop` (data.CROPS; None: the default for `image_size`).
     """
-    geometry = geometry_for(image_size)
+    geometry = geometry_for(image_size, crop)
     if unknown := set(splits) - set(SPLITS):
         raise ValueError(f"unknown splits {sorted(unknown)}; expected some of {SPLITS}")
     if source == "synthetic":

@@ -21,13 +21,17 @@ from alexnet_tf import augment, budget, config as config_lib, data as data_lib, 
 from alexnet_tf import multiworker, plots, rundir, sources
 from alexnet_tf.evaluate import compute_metrics, predict_split
 from alexnet_tf.export import export_model
-from alexnet_tf.model import build_model, count_flops, default_image_size
+from alexnet_tf.model import build_model, count_flops, default_image_size, input_mean
+from alexnet_tf.optim import PyTorchAdam
 from alexnet_tf.rundir import RunError
 
 
 def main(argv=None):
     try:
-        cfg = config_lib.parse(argv)
+        cfg, print_only = config_lib.parse_command(argv)
+        if print_only:
+            print(cfg.to_json())
+            return 0
         return train(cfg)
     except (config_lib.ConfigError, data_lib.DataError, RunError,
             multiworker.TFConfigError) as error:
@@ -87,7 +91,8 @@ def train(cfg):
     # -- Data -----------------------------------------------------------------------------
     tf.keras.utils.set_random_seed(cfg.seed)
     data = sources.load(cfg.data, image_size=image_size, val_fraction=cfg.val_fraction,
-                        split_seed=cfg.split_seed, limit=cfg.limit, cache=cfg.cache)
+                        split_seed=cfg.split_seed, limit=cfg.limit, cache=cfg.cache,
+                        crop=cfg.crop)
     class_names = data.class_names
     eigval, eigvec = augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC
     if cfg.lighting and cfg.pca == "data":
@@ -107,11 +112,11 @@ def train(cfg):
     rundir.start(cfg, workdir)  # every check has passed: only now may --overwrite delete
     sources.write_bad_files(data.bad_files, workdir / "bad_files.txt")
     (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
-    geometry = data_lib.geometry_for(image_size)
+    geometry = data_lib.geometry_for(image_size, cfg.crop)
     train_ds = data_lib.train_pipeline(
         data.train, geometry, batch_size=cfg.batch_size, num_classes=len(class_names),
         seed=cfg.seed, flip=cfg.flip, lighting_std=cfg.lighting, eigval=eigval, eigvec=eigvec,
-        cutout=cfg.cutout, mixup=cfg.mixup)
+        cutout=cfg.cutout, cutout_fill=input_mean(cfg.variant), mixup=cfg.mixup)
     # Under several replicas a last batch smaller than the replica count leaves one replica
     # empty, and TF's CPU Conv2D fails on an empty batch: Keras' fit then monitors whole
     # batches only. The final evaluation below always uses every image.
@@ -297,8 +302,9 @@ def _schedule(cfg, steps_per_epoch):
 def _optimizer(cfg, lr):
     # Polyak averaging (Keras use_ema): the average starts at the first step's weights.
     ema = dict(use_ema=True, ema_momentum=cfg.ema) if cfg.ema else {}
-    if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None, **ema)
+    if cfg.optimizer == "adam":  # PyTorch's rule: `seed` reproduces a PyTorch training
+        return PyTorchAdam(lr, coupled_weight_decay=cfg.coupled_weight_decay,
+                           weight_decay=cfg.weight_decay or None, **ema)
     return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                 weight_decay=cfg.weight_decay or None, **ema)
 

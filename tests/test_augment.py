@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from alexnet_tf import augment
 
@@ -121,3 +122,62 @@ def test_cutout_keeps_the_crop_and_flip_of_a_seed():
                                 cutout_fill=(-1.0, -1.0, -1.0)).numpy()
     kept = ~np.all(cut == -1.0, axis=-1)
     assert kept.sum() < 32 * 32 and np.array_equal(plain[kept], cut[kept])
+
+
+def torch_antialiased_bilinear_weights(in_size, out_size):
+    """The [out, in] matrix of torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=False, antialias=True) along one axis, transcribed from PyTorch's
+    antialiased kernel (Pillow's resampling): a triangle filter widened by the scale when
+    shrinking, weights normalised to sum to 1 at the borders."""
+    scale = in_size / out_size
+    support = scale if scale >= 1 else 1.0
+    inv = 1 / scale if scale >= 1 else 1.0
+    matrix = np.zeros((out_size, in_size))
+    for i in range(out_size):
+        center = scale * (i + 0.5)
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), in_size)
+        w = np.maximum(0.0, 1 - np.abs((np.arange(lo, hi) - center + 0.5) * inv))
+        matrix[i, lo:hi] = w / w.sum()
+    return matrix
+
+
+def torch_seed_input(images, size=96):
+    """The tutorial's prep: F.interpolate(x / 255, 96, bilinear, antialias) then (x - .5) / .5."""
+    rows = torch_antialiased_bilinear_weights(images.shape[1], size)
+    cols = torch_antialiased_bilinear_weights(images.shape[2], size)
+    resized = np.einsum("oh,nhwc,pw->nopc", rows, images.astype(np.float64) / 255.0, cols)
+    return (resized - 0.5) / 0.5
+
+
+def test_seed_preprocessing_matches_pytorchs_antialiased_bilinear():
+    """32 -> 96 px as the tutorial does it: the export's in-graph resize and the model's
+    normalisation give its input; the stored uint8 images round it to the nearest level."""
+    from alexnet_tf import build_model
+    from alexnet_tf.sources import _store
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    expected = torch_seed_input(images)
+    normalize = build_model("seed", num_classes=10, image_size=95).get_layer("normalize")
+    exported = augment.resize_and_center_crop(images, 96, 1.0)  # export.py's preprocess
+    np.testing.assert_allclose(normalize(exported).numpy(), expected, atol=1e-5)
+    stored = np.stack([_store(tf.constant(image), 96).numpy() for image in images])
+    assert stored.dtype == np.uint8
+    assert np.abs(stored - ((expected + 1) * 127.5)).max() <= 0.5 + 1e-3
+    # Pillow's own bilinear resize of float images (mode "F"), as an independent check.
+    pil = np.stack([np.asarray(Image.fromarray(images[0, ..., c].astype(np.float32), "F")
+                               .resize((96, 96), Image.BILINEAR)) for c in range(3)], -1)
+    np.testing.assert_allclose(exported.numpy()[0], pil, atol=1e-3)
+
+
+def test_jpeg_decodes_to_pillows_pixels(tmp_path):
+    """The accurate IDCT: the pixels Pillow (and so PyTorch loaders and the app) decode."""
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(128, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
+    path = tmp_path / "x.jpg"
+    Image.fromarray(image).save(path, quality=75)
+    got = augment.decode_image(tf.io.read_file(str(path))).numpy()
+    np.testing.assert_array_equal(got, np.asarray(Image.open(path).convert("RGB")))
+    png = tmp_path / "x.png"
+    Image.fromarray(image).save(png)
+    np.testing.assert_array_equal(augment.decode_image(tf.io.read_file(str(png))).numpy(), image)

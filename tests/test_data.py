@@ -68,3 +68,33 @@ def test_geometry():
     assert data.geometry_for(32) == data.Geometry(32, 32, "pad")
     assert data.geometry_for(227) == data.Geometry(227, 256, "random")
     assert data.geometry_for(96).load_size == 110
+    # crop="none" (the seed recipe): stored at the input size, used whole, crop_fraction 1.
+    assert data.geometry_for(96, "none") == data.Geometry(96, 96, "none")
+    assert data.geometry_for(96, "none").crop_fraction == 1.0
+    assert data.geometry_for(96, "pad") == data.Geometry(96, 96, "pad")
+
+
+def test_no_crop_no_flip_trains_on_the_stored_images_as_they_are():
+    """The seed recipe's pipeline: every training and validation image is the stored one (the
+    32 px image resized whole to the input size), nothing random but the order."""
+    d = sources.load("synthetic", image_size=48, limit=32, crop="none")
+    assert d.train.images.shape == (32, 48, 48, 3)
+    geometry = data.geometry_for(48, "none")
+    x, y = next(iter(data.train_pipeline(d.train, geometry, batch_size=32, num_classes=10,
+                                         seed=0, flip=False)))
+    stored = {image.tobytes(): label for image, label in zip(d.train.images, d.train.dataset.map(
+        lambda _, label: label).as_numpy_iterator())}
+    batch = x.numpy().astype(np.uint8)
+    assert np.array_equal(x.numpy(), batch)  # whole pixel values: no resampling on the way
+    assert sorted(image.tobytes() for image in batch) == sorted(stored)
+    assert all(stored[image.tobytes()] == label for image, label in zip(batch, y.numpy().argmax(1)))
+    val, _ = next(iter(data.eval_pipeline(d.val, geometry, batch_size=8)))
+    np.testing.assert_array_equal(val.numpy(), d.val.images[:8])
+
+
+def test_cutout_fills_with_the_colour_the_model_maps_to_zero():
+    d = sources.load("synthetic", image_size=32, limit=16)
+    x, _ = next(iter(data.train_pipeline(d.train, data.geometry_for(32), batch_size=16,
+                                         num_classes=10, seed=0, cutout=32,
+                                         cutout_fill=(127.5,) * 3)))
+    assert (np.isclose(x.numpy(), 127.5).all(axis=-1)).mean() > 0.2
