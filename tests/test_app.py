@@ -464,6 +464,52 @@ def test_what_the_app_keeps_on_disk_is_bounded(server, files, monkeypatch):
     assert all(os.path.exists(p) for p in page_files)
 
 
+def test_trimming_keeps_the_newest_files_within_both_bounds(tmp_path):
+    for i in range(50):  # Gradio's layout: one directory per stored file
+        (tmp_path / f"d{i}").mkdir()
+        (tmp_path / f"d{i}" / "x.png").write_bytes(b"\0" * 100)
+        os.utime(tmp_path / f"d{i}" / "x.png", (i + 1, i + 1))
+    page_file = str(tmp_path / "d0" / "x.png")  # oldest, but the page's own
+    assert app.trim_cache(tmp_path, 10**6, keep={page_file}, max_files=10) == 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["d0"] + [f"d{i}" for i in range(40, 50)])  # the emptied directories went too
+    assert app.trim_cache(tmp_path, 450, keep={page_file}) == 400
+
+
+def test_uploads_are_read_a_few_at_a_time(monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr(app, "trim_app_cache", lambda demo: 0)
+    running, peak = 0, 0
+
+    async def gradio(scope, receive, send):  # stands in for Gradio's upload route
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    bound = app.UploadBound(gradio, types.SimpleNamespace(max_file_size=1024, blocks={}))
+
+    async def upload():
+        async def receive():
+            return {"type": "http.request", "body": b"x", "more_body": False}
+
+        async def send(message):
+            pass
+
+        await bound({"type": "http", "method": "POST", "path": "/gradio_api/upload"},
+                     receive, send)
+
+    async def twelve_at_once():
+        await asyncio.gather(*(upload() for _ in range(12)))
+
+    asyncio.run(twelve_at_once())
+    assert peak == app.UPLOADS_AT_ONCE < 12
+
+
 def test_the_apps_own_output_files_are_bounded(tmp_path):
     for _ in range(100):  # a burst: all within as_file's max_age
         app.as_file(np.zeros((4, 4, 3), np.uint8), tmp_path)

@@ -65,6 +65,7 @@ MAX_FILE_SIZE = "10mb"
 # What the app keeps on disk (uploads, answers, abandoned partial uploads), oldest deleted
 # first; uploads are read at most UPLOADS_AT_ONCE at a time, each one request of one file.
 MAX_CACHE_BYTES = 512 * 2**20
+MAX_CACHE_FILES = 10_000  # a flood of tiny files would run out of inodes long before bytes
 UPLOADS_AT_ONCE = 4
 MAX_OUTPUT_FILES = 64  # the app's own PNGs awaiting Gradio's copy (at most 8 are in flight)
 CONCURRENCY = 2  # model calls at once: a CPU box has few cores and each call uses all of them
@@ -295,9 +296,9 @@ def refuse_urls(component):
     return component
 
 
-def trim_cache(directory, max_bytes, keep=()):
-    """Deletes the oldest files under `directory` until at most `max_bytes` remain, sparing
-    the paths in `keep`; returns the bytes that remain."""
+def trim_cache(directory, max_bytes, keep=(), max_files=None):
+    """Deletes the oldest files under `directory` until at most `max_bytes` in at most
+    `max_files` files remain, sparing the paths in `keep`; returns the bytes that remain."""
     files = []
     for root, _, names in os.walk(directory):  # os.walk skips what vanishes meanwhile
         for name in names:
@@ -308,24 +309,26 @@ def trim_cache(directory, max_bytes, keep=()):
                 continue
             if path not in keep:
                 files.append((info.st_mtime, info.st_size, path))
-    total = sum(size for _, size, _ in files)
+    total, count = sum(size for _, size, _ in files), len(files)
     for _, size, path in sorted(files):
-        if total <= max_bytes:
+        if total <= max_bytes and (max_files is None or count <= max_files):
             break
         try:
             os.unlink(path)
-            os.rmdir(os.path.dirname(path))  # Gradio's per-file directory, once empty
+            if os.path.dirname(path) != os.fspath(directory):
+                os.rmdir(os.path.dirname(path))  # Gradio's per-file directory, once empty
         except OSError:  # already gone, or the directory holds other files
             pass
-        total -= size
+        total, count = total - size, count - 1
     return total
 
 
-def _cache_room(demo):
-    """Bytes the stored files may take so that they plus the uploads being read fit
-    MAX_CACHE_BYTES; the paths Gradio keeps for the page itself (examples) are spared."""
+def trim_app_cache(demo):
+    """Trims CACHE_DIR so that its files plus the uploads being read fit MAX_CACHE_BYTES (and
+    MAX_CACHE_FILES); the files Gradio keeps for the page itself (examples) are spared."""
     keep = set().union(*(getattr(block, "keep_in_cache", ()) for block in demo.blocks.values()))
-    return MAX_CACHE_BYTES - UPLOADS_AT_ONCE * _upload_limit(demo), keep
+    room = MAX_CACHE_BYTES - UPLOADS_AT_ONCE * _upload_limit(demo)
+    return trim_cache(CACHE_DIR, room, keep, MAX_CACHE_FILES)
 
 
 def _upload_limit(demo):
@@ -367,7 +370,7 @@ class UploadBound:
             await send(message)
 
         async with self.slots:
-            await asyncio.to_thread(trim_cache, CACHE_DIR, *_cache_room(self.demo))
+            await asyncio.to_thread(trim_app_cache, self.demo)
             try:
                 await self.app(scope, bounded_receive, watched_send)
             except ClientDisconnect:
@@ -392,7 +395,7 @@ def build_demo(classifier):
 
     def files(*values):  # arrays -> finished PNG files (see as_file); text passes through
         if demo.is_running:  # answers count against the same bound as uploads (UploadBound)
-            trim_cache(CACHE_DIR, *_cache_room(demo))
+            trim_app_cache(demo)
         return tuple(as_file(v, outdir) if isinstance(v, np.ndarray) else v for v in values)
 
     def on_classify(image):
