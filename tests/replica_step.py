@@ -1,6 +1,6 @@
-"""Two optimiser steps of the trainer's compiled model on the same two global batches, on one
+"""One optimiser step of the trainer's compiled model on the same global batch, on one
 device and on two logical CPU devices (MirroredStrategy). Prints, as JSON, how far apart the two
-end up relative to how far the steps moved the weights. test_multiworker runs it in a process of
+end up relative to how far the step moved the weights. test_multiworker runs it in a process of
 its own: logical devices must be set up before TensorFlow initialises.
 
     python tests/replica_step.py [train flags]
@@ -44,7 +44,7 @@ def weights_after(cfg, strategy, dataset, num_classes, steps, start=None):
 def main(argv):
     distribute.split_cpu(REPLICAS)
     cfg = config.parse(["--data", "synthetic", "--precision", "float32", *argv])
-    steps = 2
+    steps = 1
     dataset, num_classes = batches(cfg, steps)
     one = tf.distribute.OneDeviceStrategy("/cpu:0")
     two = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(REPLICAS)])
