@@ -1,7 +1,8 @@
 """Measure training, inference and input-pipeline speed on this machine, in one process.
 
     python -m alexnet_tf.bench [--variant cifar] [--recipe R] [--image-size S] [--batch-size B]
-        [--precision auto|float32|mixed_bfloat16|mixed_float16] [--jit] [--compare-float32] [--layers] [--json]
+        [--precision auto|float32|mixed_bfloat16|mixed_float16] [--jit] [--compare-float32] [--layers]
+        [--compare-torch] [--json]
 
 Every figure is measured after warm-up; the FLOP rate is set against a large matmul timed in
 the same run (the machine's practical peak), so ratios stay meaningful on a noisy machine.
@@ -10,7 +11,9 @@ the same run (the machine's practical peak), so ratios stay meaningful on a nois
 import argparse
 import json
 import os
+import pathlib
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,12 +42,14 @@ def matmul_peak(dtype, n=4096, repeats=10):
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def training_speed(variant, image_size, batch_size, precision, jit, steps, dataset):
+def training_speed(variant, image_size, batch_size, precision, jit, steps, dataset,
+                   label_smoothing=0.0):
     """Images/s of model.fit on the real augmented pipeline (data included)."""
     keras.mixed_precision.set_global_policy(precision)
     model = build_model(variant, num_classes=10, image_size=image_size)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                            label_smoothing=label_smoothing),
                   jit_compile=jit)
     model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0, shuffle=False)  # build, trace, warm up
     start = time.perf_counter()
@@ -104,6 +109,21 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
     return times, gflops
 
 
+def torch_speed(variant, image_size, batch_size, steps, label_smoothing):
+    """{setting: images/s} of the same network and step in PyTorch (bench_torch.py, run in its
+    own process), or {"torch": why not} when PyTorch is not installed."""
+    script = pathlib.Path(__file__).with_name("bench_torch.py")
+    result = subprocess.run(
+        [sys.executable, str(script), "--variant", variant, "--image-size", str(image_size),
+         "--batch-size", str(batch_size), "--steps", str(steps),
+         "--label-smoothing", str(label_smoothing)],
+        capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or ["failed"]
+        return {"torch": lines[-1].removeprefix("error: ")}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def pipeline_speed(dataset, batch_size, batches):
     iterator = iter(dataset)
     next(iterator)
@@ -130,6 +150,10 @@ def main(argv=None):
     parser.add_argument("--layers", action="store_true",
                         help="also time each layer's forward + backward pass (and in float32 "
                              "with --compare-float32): where a training step goes")
+    parser.add_argument("--compare-torch", action="store_true",
+                        help="also time the same network and step in PyTorch when it is installed "
+                             "(cifar and seed): float32, bf16 autocast, + channels_last, "
+                             "+ torch.compile; prints TensorFlow's images/s over each")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     image_size = args.image_size or default_image_size(args.variant)
@@ -160,8 +184,9 @@ def main(argv=None):
     print("Timing the input pipeline ...", file=sys.stderr)
     results["pipeline_images_per_second"] = pipeline_speed(train_ds, args.batch_size, 50)
     print(f"Timing training ({precision}) ...", file=sys.stderr)
+    label_smoothing = RECIPES[recipe]["label_smoothing"]
     model, train_ips = training_speed(args.variant, image_size, args.batch_size, precision,
-                                      args.jit, args.steps, train_ds)
+                                      args.jit, args.steps, train_ds, label_smoothing)
     flops = count_flops(model)
     peak = results["peak_gflops_bfloat16" if "bfloat16" in precision else "peak_gflops_float32"]
     results.update(
@@ -174,10 +199,14 @@ def main(argv=None):
     if args.compare_float32 and precision != "float32":
         print("Timing training (float32) ...", file=sys.stderr)
         _, f32_ips = training_speed(args.variant, image_size, args.batch_size, "float32",
-                                    args.jit, args.steps, train_ds)
+                                    args.jit, args.steps, train_ds, label_smoothing)
         results["train_images_per_second_float32"] = f32_ips
         results["mixed_over_float32"] = train_ips / f32_ips
         keras.mixed_precision.set_global_policy(precision)
+
+    if args.compare_torch:
+        results.update(_compare_torch(args.variant, image_size, args.batch_size, args.steps,
+                                      label_smoothing, train_ips))
 
     if args.layers:
         print("Timing each layer ...", file=sys.stderr)
@@ -228,6 +257,23 @@ def main(argv=None):
             print(f"{key:36s} {value:.{digits}f}" if isinstance(value, float)
                   else f"{key:36s} {value}")
     return 0
+
+
+def _compare_torch(variant, image_size, batch_size, steps, label_smoothing, train_ips):
+    """PyTorch's images/s per setting and TensorFlow's training images/s over each."""
+    if variant not in ("cifar", "seed"):
+        return {"torch": f"no PyTorch replica of '{variant}' (cifar and seed have one)"}
+    print("Timing PyTorch training ...", file=sys.stderr)
+    speeds = torch_speed(variant, image_size, batch_size, steps, label_smoothing)
+    results = {f"torch_{key}" if key != "torch" else key: value for key, value in speeds.items()}
+    rates = {k: v for k, v in speeds.items() if isinstance(v, float)}
+    for setting, rate in rates.items():
+        results[f"tf_over_torch_{setting}"] = train_ips / rate
+    if rates:
+        best = max(rates, key=rates.get)
+        results["torch_best_setting"] = best
+        results["tf_over_torch_best"] = train_ips / rates[best]
+    return results
 
 
 def _by_layer(per_precision):

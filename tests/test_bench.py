@@ -1,7 +1,13 @@
 import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
 
 from alexnet_tf.model import build_model, layer_flops
-from helpers import run_module
+from helpers import REPO, run_module
 
 
 def test_bench_reports_every_figure():
@@ -40,3 +46,53 @@ def test_layer_times_cover_every_layer_in_both_precisions():
         for precision, rate in per_precision.items():
             passes = rate * layers[name][precision] * 1e6 / (layer_flops(model.get_layer(name)) * 8)
             assert abs(passes - (2 if name == "conv1" else 3)) < 1e-6, (name, precision, passes)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def test_compare_torch_without_pytorch_says_so_and_still_reports(tmp_path):
+    """PyTorch is never a requirement: where it is missing, --compare-torch names that and
+    the TensorFlow figures are all there."""
+    (tmp_path / "torch.py").write_text("raise ImportError('no torch here')\n")  # hides any torch
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "alexnet_tf.bench", "--image-size", "16", "--batch-size", "8",
+         "--steps", "1", "--matmul-size", "256", "--precision", "float32", "--compare-torch",
+         "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout)
+    assert figures["torch"] == "PyTorch is not installed in this environment"
+    assert figures["train_images_per_second"] > 0
+    assert not [key for key in figures if key.startswith("tf_over_torch")]
+
+
+def test_torch_replica_is_the_cifar_network():
+    """Same parameter count as the Keras `cifar` model, and PyTorch's LRN with alpha * n is
+    TensorFlow's (PyTorch divides alpha by n)."""
+    torch = _torch()
+    import tensorflow as tf
+    from alexnet_tf.bench_torch import cifar_net
+    net = cifar_net(torch, 10)
+    assert sum(p.numel() for p in net.parameters()) == build_model(
+        "cifar", num_classes=10).count_params()
+    lrn = next(m for m in net if isinstance(m, torch.nn.LocalResponseNorm))
+    a = np.random.default_rng(0).uniform(0, 60, (2, 9, 3, 3)).astype("float32")  # NCHW
+    want = tf.nn.local_response_normalization(a.transpose(0, 2, 3, 1), 2, 2.0, 1e-4, 0.75)
+    np.testing.assert_allclose(lrn(torch.from_numpy(a)).numpy().transpose(0, 2, 3, 1), want,
+                               rtol=1e-5)
+    out = net(torch.rand(2, 3, 32, 32) * 255)
+    assert tuple(out.shape) == (2, 10)
+
+
+def test_bench_torch_times_every_setting():
+    _torch()
+    result = subprocess.run(
+        [sys.executable, str(REPO / "alexnet_tf" / "bench_torch.py"), "--image-size", "32",
+         "--batch-size", "4", "--steps", "1", "--no-compile"],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    speeds = json.loads(result.stdout)
+    assert {"float32", "bf16_autocast", "bf16_channels_last"} <= set(speeds)
+    assert all(speeds[k] > 0 for k in ("float32", "bf16_autocast", "bf16_channels_last"))
