@@ -202,14 +202,21 @@ def test_model_card_handles_missing_and_present_metadata(classifier):
     trained.metadata.update(members=None, config="synthetic", metrics=[0.5])
     card = app.model_card(trained)
     assert "**Dataset**: unknown" in card and "**Test accuracy**: unknown" in card
-    assert "python -m alexnet_tf.train --data PATH/TO/FOLDER" in app.model_card(None)
+    assert "No model loaded" in app.model_card(None) and "Train tab" in app.model_card(None)
+    assert "python -m alexnet_tf.train --data PATH/TO/FOLDER" in app.TRAIN_HINT
 
 
-def test_shipped_examples_are_tiny_images():
-    examples = sorted(app.EXAMPLES.glob("*.png"))
-    assert examples and all(p.stat().st_size < 20_000 for p in examples)
-    for path in examples:
+def test_shipped_examples_are_small_images_named_by_cifar10_class():
+    drawings = sorted(app.EXAMPLES.glob("*.png"))
+    assert drawings and all(p.stat().st_size < 20_000 for p in drawings)
+    for path in drawings:
         assert app.load_image(str(path)).shape == (128, 128, 3)
+    photos = sorted(app.EXAMPLES.glob("*.jpg"))
+    assert photos and all(p.stat().st_size < 100_000 for p in photos)
+    assert all(max(app.load_image(str(p)).shape) <= 512 for p in photos)
+    assert {p.stem for p in drawings + photos} <= set(CIFAR10)  # "automobile", not "car"
+    credits = (app.EXAMPLES / "CREDITS.md").read_text()
+    assert all(p.name in credits for p in photos)  # each photograph's source and licence
 
 
 def test_build_demo_without_a_model(tmp_path):
@@ -435,8 +442,8 @@ def test_what_the_app_keeps_on_disk_is_bounded(server, files, monkeypatch):
     demo, url = server
     cache = pathlib.Path(get_upload_folder())
     slack = 4 * (demo.max_file_size + 64 * 1024)  # room kept for 4 uploads being read
-    monkeypatch.setattr(app, "UPLOADS_AT_ONCE", 4, raising=False)
-    monkeypatch.setattr(app, "MAX_CACHE_BYTES", slack + 2 * 2**20, raising=False)
+    monkeypatch.setattr(app.cache, "UPLOADS_AT_ONCE", 4)
+    monkeypatch.setattr(app.cache, "MAX_CACHE_BYTES", slack + 2 * 2**20)
     abandoned = cache / "tmp_abandoned_upload"  # what a dropped connection leaves behind
     abandoned.write_bytes(b"\0" * 2**20)
     os.utime(abandoned, (1, 1))
@@ -450,7 +457,7 @@ def test_what_the_app_keeps_on_disk_is_bounded(server, files, monkeypatch):
     kept = [p for p in uploaded if os.path.exists(p)]
     assert sum(map(os.path.getsize, kept)) <= 2 * 2**20 + 200 * 1024
     assert uploaded[-1] in kept and uploaded[0] not in kept and not abandoned.exists()
-    assert _stored_bytes(cache) <= app.MAX_CACHE_BYTES
+    assert _stored_bytes(cache) <= app.cache.MAX_CACHE_BYTES
     # One request, one file: two files that each pass max_file_size are refused together.
     half = b"\0" * (demo.max_file_size * 2 // 3)
     answer = httpx.post(f"{url}gradio_api/upload",
@@ -479,7 +486,7 @@ def test_trimming_keeps_the_newest_files_within_both_bounds(tmp_path):
 def test_uploads_are_read_a_few_at_a_time(monkeypatch):
     import asyncio
 
-    monkeypatch.setattr(app, "trim_app_cache", lambda demo: 0)
+    monkeypatch.setattr(app.cache, "trim_app_cache", lambda demo: 0)
     running, peak = 0, 0
 
     async def gradio(scope, receive, send):  # stands in for Gradio's upload route
@@ -507,13 +514,13 @@ def test_uploads_are_read_a_few_at_a_time(monkeypatch):
         await asyncio.gather(*(upload() for _ in range(12)))
 
     asyncio.run(twelve_at_once())
-    assert peak == app.UPLOADS_AT_ONCE < 12
+    assert peak == app.cache.UPLOADS_AT_ONCE < 12
 
 
 def test_the_apps_own_output_files_are_bounded(tmp_path):
     for _ in range(100):  # a burst: all within as_file's max_age
         app.as_file(np.zeros((4, 4, 3), np.uint8), tmp_path)
-    assert len(list(tmp_path.glob("*.png"))) <= getattr(app, "MAX_OUTPUT_FILES", 64)
+    assert len(list(tmp_path.glob("*.png"))) <= app.cache.MAX_OUTPUT_FILES
 
 
 def test_model_card_names_the_model_not_where_it_lives(classifier):
