@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from alexnet_tf import augment
 from alexnet_tf.data import geometry_for
-from alexnet_tf.layers import LocalResponseNormalization
+from alexnet_tf.model import build_model
 from alexnet_tf.summary import layer_table
 
 # Section 3.3, and the arguments of tf.nn.local_response_normalization that give it.
@@ -212,7 +212,7 @@ def parallelism(model, batch_size=128, replicas=2):
 # ---- figures --------------------------------------------------------------------------------
 
 def draw_all(model, image, out_dir, class_names=None):
-    """Writes the seven figures of docs/alexnet.md under `out_dir`; returns their paths."""
+    """Writes the figures of docs/alexnet.md under `out_dir` (explain_figures); their paths."""
     from alexnet_tf import explain_figures  # matplotlib only where figures are drawn
 
     return explain_figures.draw_all(model, image, pathlib.Path(out_dir), class_names)
@@ -228,13 +228,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         image = augment.decode_image(pathlib.Path(args.image).read_bytes()).numpy()
+        keras.utils.set_random_seed(0)  # the untrained `paper` model and the dropout masks
+        class_names = None
         if args.checkpoint:
             model = keras.saving.load_model(args.checkpoint)
+            labels = pathlib.Path(args.checkpoint).parent / "labels.txt"
+            class_names = labels.read_text().splitlines() if labels.is_file() else None
         else:
-            keras.utils.set_random_seed(0)
-            from alexnet_tf.model import build_model
             model = build_model("paper")
-        paths = draw_all(model, image, args.out)
+        paths = draw_all(model, image, args.out, class_names)
     except (OSError, ValueError, tf.errors.InvalidArgumentError) as error:
         print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
         return 2

@@ -13,13 +13,17 @@ import numpy as np  # noqa: E402
 from matplotlib import patches  # noqa: E402
 
 from alexnet_tf import explain  # noqa: E402
+from alexnet_tf.model import build_model  # noqa: E402
 
 # The overview's columns: what carries the computation (LRN, dropout and flatten keep shapes).
 OVERVIEW_KINDS = ("convolution", "max-pool", "fully connected", "adaptive")
 
 
-def draw_all(model, image, out_dir, class_names=None):
-    """Writes the seven figures under `out_dir`; returns their paths."""
+def draw_all(model, image, out_dir, class_names=None, paper=None):
+    """Writes the seven figures under `out_dir`; returns their paths. `paper` (a `paper` model)
+    draws the two towers and their traffic when `model` has none (default: built untrained)."""
+    if not any(row["tower"] for row in explain.architecture(model)):
+        paper = paper or build_model("paper")
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = class_names or [f"class {i}" for i in range(model.output.shape[-1])]
@@ -30,8 +34,10 @@ def draw_all(model, image, out_dir, class_names=None):
         "pooling.png": lambda: draw_pooling(model, image),
         "dropout.png": lambda: draw_dropout(model, image, names),
         "augmentation.png": lambda: draw_augmentation(model, image, names),
-        "parallelism.png": lambda: draw_parallelism(model),
+        "parallelism.png": lambda: draw_parallelism(paper or model),
     }
+    if paper is not None:
+        figures["architecture_paper.png"] = lambda: draw_architecture(paper, image)
     paths = []
     for name, draw in figures.items():
         fig = draw()
@@ -60,20 +66,23 @@ def draw_architecture(model, image):
     rows = [r for r in explain.architecture(model) if r["operation"].startswith(OVERVIEW_KINDS)]
     maps = explain.activation_maps(model, image, [r["layer"] for r in rows])
     towers = 2 if any(r["tower"] for r in rows) else 1
-    fig, axes = plt.subplots(towers, len(rows) + 1, figsize=(1.6 * (len(rows) + 1), 2.2 * towers),
-                             squeeze=False)
+    fig, axes = plt.subplots(towers, len(rows) + 1, squeeze=False,
+                             figsize=(1.6 * (len(rows) + 1), 0.6 + 1.9 * towers))
     for tower in range(towers):
         axes[tower, 0].imshow(np.clip(explain.model_input(model, image), 0, 255).astype(np.uint8))
-        axes[tower, 0].set_title(f"input\n{model.input.shape[1]}x{model.input.shape[2]}x3",
-                                 fontsize=8)
         for column, row in enumerate(rows, start=1):
             values = maps[row["layer"]]
             if towers == 2 and row["layer"] != rows[-1]["layer"]:  # each GPU holds half
                 half = values.shape[-1] // 2
                 values = values[..., tower * half:(tower + 1) * half]
             axes[tower, column].imshow(_thumbnail(values), cmap="viridis")
-            tag = {"own": "own tower", "exchange": "exchange", "split": "split"}.get(row["tower"], "")
-            axes[tower, column].set_title(f"{row['layer']}\n{_shape(row)}\n{tag}", fontsize=8)
+            tag = {"own": "own tower"}.get(row["tower"], row["tower"])
+            if tower == 0:
+                axes[tower, column].set_title(f"{row['layer']}\n{_shape(row)}\n{tag}", fontsize=8)
+    axes[0, 0].set_title(f"input\n{model.input.shape[1]}x{model.input.shape[2]}x3", fontsize=8)
+    if towers == 2:
+        for tower in range(2):
+            axes[tower, 0].set_ylabel(f"GPU {tower + 1}")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -133,13 +142,15 @@ def draw_pooling(model, image):
     inputs = explain.layer_input_output(model, image, first_pool["layer"])[0]
     pooled = explain.compare_pooling(inputs)
     channel = int(inputs.sum(axis=(0, 1)).argmax())
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.9))
     panels = [(f"{first_pool['layer']}'s input", inputs), *pooled.items()]
     for ax, (title, values) in zip(axes, panels):
         ax.imshow(values[..., channel], cmap="viridis")
         ax.set_title(f"{title}: {values.shape[0]}x{values.shape[1]}")
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.suptitle(f"Channel {channel}: overlapping 3x3 stride 2 (section 3.4) against 2x2 "
+                 "stride 2", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -213,7 +224,8 @@ def draw_parallelism(model, replicas=4, batch_size=128):
     for index, name in enumerate(layers):
         if name in exchange:
             x = 0.5 + index * 9.0 / len(layers) + 0.45
-            left.annotate("", (x, 6.5), (x, 3.2), arrowprops=dict(arrowstyle="<->", color="crimson"))
+            left.annotate("", (x, 6.5), (x, 3.2),
+                          arrowprops=dict(arrowstyle="<->", color="crimson"))
     left.set_title(f"2012: model parallelism, {plan['model_parallel_weights_per_device']:,.0f} "
                    f"weights per GPU\nmaps cross at {', '.join(plan['exchange_layers'])}: "
                    f"{plan['model_parallel_bytes'] / 1e6:.0f} MB per batch of {batch_size}",
@@ -233,8 +245,8 @@ def draw_parallelism(model, replicas=4, batch_size=128):
                                        connectionstyle="arc3,rad=0.3"))
     right.text(5, 5, "ring all-reduce\nof gradients", ha="center", va="center", fontsize=8,
                color="crimson")
-    right.set_title(f"Now: data parallelism (MirroredStrategy, MultiWorkerMirroredStrategy), "
-                    f"{plan['data_parallel_weights_per_device']:,} weights per replica\n"
+    right.set_title(f"Now: data parallelism (MirroredStrategy / MultiWorkerMirroredStrategy)\n"
+                    f"{plan['data_parallel_weights_per_device']:,} weights per replica; "
                     f"each replica sends {plan['data_parallel_bytes_per_replica'] / 1e6:.0f} MB "
                     f"of gradients per step", fontsize=9)
     fig.tight_layout()

@@ -153,3 +153,25 @@ def test_parallelism_counts_the_paper_exchanges():
     crossing = 13 * 13 * 256 + 6 * 6 * 256 + 4096 + 4096  # the inputs of conv3, fc6, fc7, fc8
     assert plan["model_parallel_bytes"] == 2 * crossing * 128 * 4
     assert plan["data_parallel_bytes_per_replica"] == pytest.approx(1.5 * 60_965_224 * 4)
+
+
+def test_figures_are_drawn_from_the_image(cifar, paper, image, tmp_path):
+    from alexnet_tf import explain_figures
+
+    paths = explain_figures.draw_all(cifar, image, tmp_path / "a", paper=paper)
+    assert sorted(p.name for p in paths) == sorted(
+        ["architecture.png", "relu.png", "lrn.png", "pooling.png", "dropout.png",
+         "augmentation.png", "parallelism.png", "architecture_paper.png"])
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+    other = explain_figures.draw_all(cifar, 255 - image, tmp_path / "b", paper=paper)
+    changed = {p.name for p, q in zip(paths, other) if p.read_bytes() != q.read_bytes()}
+    assert {"architecture.png", "relu.png", "lrn.png", "pooling.png"} <= changed
+
+
+def test_explain_cli_bad_image_is_one_line(tmp_path, capsys):
+    (tmp_path / "x.png").write_bytes(b"not an image")
+    for path, message in [(tmp_path / "missing.png", "No such file"), (tmp_path / "x.png", "")]:
+        assert explain.main(["--image", str(path), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
