@@ -36,6 +36,28 @@ def model_input(model, image):
     return augment.resize_and_center_crop(image, size, geometry_for(size).crop_fraction).numpy()
 
 
+def model_from_export(path):
+    """The Keras model inside an export of this project (`export.py`'s SavedModel): rebuilt from
+    its metadata (variant, image size, classes) and given the export's weights by layer name, so
+    that the functions below also run on what the app has loaded. Raises inference.ModelNotFound
+    (no readable export) or ValueError (an export without a variant or its weights)."""
+    from alexnet_tf.inference import Classifier
+
+    classifier = Classifier(path)
+    variant = (classifier.metadata.get("config") or {}).get("variant")
+    if not variant:
+        raise ValueError(f"{classifier.path} records no variant in assets/metadata.json")
+    model = build_model(variant, num_classes=len(classifier.class_names),
+                        image_size=classifier.image_size)
+    saved = {v.name.removesuffix(":0"): v for v in classifier.module.variables}
+    missing = [w.path for w in model.weights if w.path not in saved]
+    if missing:
+        raise ValueError(f"{classifier.path} has no weights for {', '.join(missing[:3])}")
+    for weight in model.weights:
+        weight.assign(tf.cast(saved[weight.path], weight.dtype))
+    return model
+
+
 # ---- 1. Architecture (sections 3.2 and 3.5, Figure 2) ---------------------------------------
 
 def architecture(model):

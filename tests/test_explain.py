@@ -175,3 +175,20 @@ def test_explain_cli_bad_image_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_model_from_export_gives_the_exported_weights(cifar, image, tmp_path):
+    from alexnet_tf import export
+
+    version = export.export_model(cifar, tmp_path / "m", class_names=[str(i) for i in range(10)],
+                                  metadata={"config": {"variant": "cifar"}})
+    rebuilt = explain.model_from_export(version)
+    for name in ("conv1", "lrn1", "fc8"):
+        np.testing.assert_allclose(explain.activation_maps(rebuilt, image, [name])[name],
+                                   explain.activation_maps(cifar, image, [name])[name], atol=1e-5)
+    served = tf.saved_model.load(str(version)).signatures["inspect"](images=tf.constant(image[None]))
+    np.testing.assert_allclose(explain.activation_maps(rebuilt, image, ["conv2"])["conv2"],
+                               served["conv2"][0].numpy(), atol=1e-4)
+    (version / "assets" / "metadata.json").write_text('{"image_size": 32}')
+    with pytest.raises(ValueError, match="records no variant"):
+        explain.model_from_export(version)
