@@ -6,6 +6,7 @@ Also regenerates the README screenshots (not part of the test suite):
 """
 
 import contextlib
+import os
 import pathlib
 import re
 import socket
@@ -33,14 +34,15 @@ def _free_port():
 
 
 @contextlib.contextmanager
-def running_app(log_path, *args, timeout=90):
-    """`python ui/app.py ARGS --port P` until the block ends; yields its URL."""
+def running_app(log_path, *args, timeout=90, cwd=REPO, env=None):
+    """`python ui/app.py ARGS --port P` (in `cwd`, with `env` added) until the block ends;
+    yields its URL."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, str(REPO / "ui" / "app.py"), *args,
-                                    "--port", str(port)], cwd=REPO, stdout=log,
-                                   stderr=subprocess.STDOUT)
+                                    "--port", str(port)], cwd=cwd, stdout=log,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + timeout
         while True:

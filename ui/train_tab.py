@@ -89,6 +89,9 @@ class TrainTab:
             self.trainer.start(settings_from(source, folder, variant, minutes))
         except TrainingRefused as refusal:
             gr.Warning(str(refusal))
+            answer = list(self.on_poll(-1))
+            answer[0] = f"**Not started**: {refusal}\n\n{answer[0]}"
+            return tuple(answer)
         return self.on_poll(-1)
 
     def on_cancel(self, shown):

@@ -179,7 +179,7 @@ class Trainer:
         threading.Thread(target=self._stop, args=(run,), daemon=True).start()
         return True
 
-    def shutdown(self, timeout=STOP_GRACE_SECONDS):
+    def shutdown(self, timeout=10):
         """Stops a running training and waits for it (the app is exiting)."""
         run = self._run
         if run is not None and run.process.poll() is None:
@@ -187,7 +187,8 @@ class Trainer:
             self._stop(run, timeout / 2)
 
     @staticmethod
-    def _stop(run, grace=STOP_GRACE_SECONDS):
+    def _stop(run, grace=None):
+        grace = STOP_GRACE_SECONDS if grace is None else grace
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(run.process.pid, sig)
