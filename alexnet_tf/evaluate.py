@@ -101,6 +101,9 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
     parser.add_argument("--plot", metavar="PNG", default="confusion_matrix.png",
                         help="confusion-matrix image (default: %(default)s)")
+    parser.add_argument("--bad-files", metavar="FILE",
+                        help="where to list the data's unreadable image files, if any "
+                             "(default: bad_files.txt beside the (first) model's versions)")
     # The held-out split is rebuilt from these: a different split seed or fraction than
     # training's would put trained-on images into it and inflate the figures.
     parser.add_argument("--val-fraction", type=float, default=None,
@@ -165,8 +168,8 @@ def main(argv=None):
     except (ModelNotFound, data_lib.DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    sources.write_bad_files(sorted({f for d in loads.values() for f in d.bad_files}),
-                            "bad_files.txt")
+    _write_bad_files(sorted({f for d in loads.values() for f in d.bad_files}),
+                     args.bad_files or members[0].path.parent / "bad_files.txt")
     labels = outputs[0][1]
     suffix = ", 10-crop" if args.tta else ""
     if len(members) == 1:
@@ -195,6 +198,17 @@ def main(argv=None):
         pathlib.Path(args.json).write_text(json.dumps(metrics, indent=2))
         print(f"Metrics: {args.json}")
     return 0
+
+
+def _write_bad_files(bad_files, path):
+    """The list beside the model, not in whatever folder the command runs from (a file of the
+    user's could be there); one that cannot be written costs a warning, not the results."""
+    try:
+        sources.write_bad_files(bad_files, path)
+    except OSError as error:
+        if bad_files:
+            print(f"warning: cannot write the {len(bad_files)} unreadable file name(s) to "
+                  f"{path}: {error.strerror}", file=sys.stderr)
 
 
 def _trained(classifier):

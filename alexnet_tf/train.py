@@ -17,8 +17,8 @@ import time
 import keras
 import tensorflow as tf
 
-from alexnet_tf import augment, budget, config as config_lib, data as data_lib, distribute
-from alexnet_tf import multiworker, plots, rundir, sources
+from alexnet_tf import augment, budget, callbacks as callbacks_lib, config as config_lib
+from alexnet_tf import data as data_lib, distribute, multiworker, plots, rundir, sources
 from alexnet_tf.evaluate import compute_metrics, predict_split
 from alexnet_tf.export import export_model
 from alexnet_tf.model import build_model, count_flops, default_image_size, input_mean
@@ -32,14 +32,15 @@ def main(argv=None):
         if print_only:
             print(cfg.to_json())
             return 0
-        return train(cfg)
+        with rundir.Locks() as locks:  # released on return; by the OS if the process dies
+            return train(cfg, locks)
     except (config_lib.ConfigError, data_lib.DataError, RunError,
             multiworker.TFConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
 
-def train(cfg):
+def train(cfg, locks=None):
     started = time.time()
     workdir = pathlib.Path(cfg.workdir or config_lib.default_workdir(cfg))
     export_dir = cfg.export_dir or f"saved_models/alexnet_{cfg.dataset_name}"
@@ -59,7 +60,9 @@ def train(cfg):
         multiworker.remove_scratch(workdir)
         print(f"Worker {task.index} of {task.num_workers} (not the chief): scratch outputs in "
               f"{workdir.parent}")
-    rundir.check(cfg, workdir)
+    # One training per workdir and export dir: the chief's (the others' are scratch).
+    locks = locks if chief else None
+    rundir.check(cfg, workdir, locks, export_dir)
     if pathlib.Path(export_dir).is_file():  # found now, not after the training
         raise RunError(f"--export-dir {export_dir} is a file, not a folder")
 
@@ -109,7 +112,8 @@ def train(cfg):
         raise RunError(f"{data.val.size} validation images make no whole batch of "
                        f"{cfg.batch_size} for the {replicas} replicas: lower --batch-size or "
                        "raise --val-fraction")
-    rundir.start(cfg, workdir)  # every check has passed: only now may --overwrite delete
+    # Every check has passed: only now may --overwrite delete.
+    rundir.start(cfg, workdir, locks, export_dir)
     sources.write_bad_files(data.bad_files, workdir / "bad_files.txt")
     (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
     geometry = data_lib.geometry_for(image_size, cfg.crop)
@@ -153,13 +157,15 @@ def train(cfg):
         # The backup outlives `fit` until the export is written: a crash in evaluation or
         # export resumes after the last epoch instead of training again.
         # double_checkpoint: a kill mid-save leaves the previous epoch's backup to resume from.
-        keras.callbacks.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False,
-                                         double_checkpoint=True),
+        # A damaged training_metadata.json falls back to that copy too.
+        callbacks_lib.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False,
+                                       double_checkpoint=True),
         # With --ema: validation and the callbacks below it see the averaged weights; the
         # backup above still holds the raw ones, so a resumed run trains on from those. Any
         # callback that stops training must come above it (see SwapEMAWeights).
         *([SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
-        keras.callbacks.ModelCheckpoint(
+        # Saved under another name and renamed: a kill mid-save keeps the previous best.
+        callbacks_lib.ModelCheckpoint(
             str(workdir / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
             initial_value_threshold=past.best_val_accuracy),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
@@ -183,9 +189,8 @@ def train(cfg):
             history = multiworker.fit(model, strategy, train_ds, val_ds, epochs=epochs,
                                       steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                                       verbose=_verbose(cfg.verbose))
-    # A full disk, or a backup damaged beyond its previous copy (Keras falls back to that copy
-    # when the weights are unreadable, not when training_metadata.json is).
-    except (OSError, json.JSONDecodeError) as error:
+    # A full disk, or a backup damaged beyond its previous copy.
+    except (OSError, callbacks_lib.DamagedBackup) as error:
         raise RunError(f"{error}; if {workdir / 'backup'} is damaged, delete it to train "
                        "again from the start") from None
     fit_seconds = time.time() - fit_started
@@ -249,9 +254,14 @@ def train(cfg):
     # A relative --data means nothing from another directory: evaluate compares this path.
     data_path = {"data_path": str(pathlib.Path(cfg.data).resolve())} if config_lib.is_folder(
         cfg.data) else {}
-    version = export_model(model, export_dir, class_names=class_names,
-                           crop_fraction=geometry.crop_fraction,
-                           metadata={"config": cfg.record(), "metrics": summary, **data_path})
+    version = rundir.exported_version(workdir, export_dir)  # by a session killed after it
+    if version is None:
+        version = export_model(model, export_dir, class_names=class_names,
+                               crop_fraction=geometry.crop_fraction,
+                               metadata={"config": cfg.record(), "metrics": summary, **data_path})
+        rundir.record_export(workdir, version)
+    else:
+        print(f"This run exported {version} before it was stopped: not exported again")
     # metrics.json marks the run finished; written last, so a crash before resumes.
     rundir.write_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2))
     shutil.rmtree(workdir / "backup", ignore_errors=True)

@@ -393,3 +393,29 @@ def test_newest_export_looks_under_every_root(tmp_path):
     assert inference.newest_export(here, repo) == repo / "alexnet_repo" / "2"
     assert inference.newest_export(here, tmp_path / "absent") == here / "alexnet_here" / "2"
     assert inference.newest_export(tmp_path / "absent") is None
+
+
+def test_evaluate_lists_bad_files_beside_the_model_not_in_the_cwd(exported, tmp_path,
+                                                                  monkeypatch, capsys):
+    from alexnet_tf import evaluate
+
+    _, version = exported
+    data = tmp_path / "data"
+    write_image_folder(data / "train", classes=("ship", "cat"), per_class=2)
+    write_image_folder(data / "test", classes=("ship", "cat"), per_class=2)
+    (data / "test" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "bad_files.txt").write_text("the user's own notes\n")
+    monkeypatch.chdir(here)
+    flags = ["--data", str(data), "--plot", str(tmp_path / "cm.png")]
+    assert evaluate.main(["--model", str(version), *flags]) == 0
+    beside = version.parent / "bad_files.txt"
+    assert beside.read_text().strip().endswith("broken.jpg")
+    assert str(beside) in capsys.readouterr().out  # said where, not silent
+    assert (here / "bad_files.txt").read_text() == "the user's own notes\n"
+    # Or where the user says.
+    assert evaluate.main(["--model", str(version), *flags,
+                          "--bad-files", str(tmp_path / "list.txt")]) == 0
+    assert (tmp_path / "list.txt").read_text().strip().endswith("broken.jpg")
+    assert (here / "bad_files.txt").read_text() == "the user's own notes\n"

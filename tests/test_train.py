@@ -370,7 +370,7 @@ def test_two_steps_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
     assert "2/2" in result.stdout  # two optimizer steps of the global batch of 32
 
 
-def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
+def test_resume_after_sigkill_continues_at_epoch_two(tmp_path, capsys):
     args = [sys.executable, "-m", "alexnet_tf.train", *TINY, "--limit", "512",
             "--batch-size", "32", "--epochs", "3", "--workdir", str(tmp_path / "run"),
             "--export-dir", str(tmp_path / "export"), "--verbose", "2",
@@ -380,16 +380,25 @@ def test_resume_after_sigkill_continues_at_epoch_two(tmp_path):
     first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
+    refusal = None
     while time.time() < deadline and first.poll() is None:
         if history.is_file() and len(history.read_text().splitlines()) >= 2:  # header + epoch 1
+            # The same command while it runs: refused at once, in one line, touching nothing.
+            asked = time.time()
+            code = train.main(args[3:])
+            refusal = (code, time.time() - asked, capsys.readouterr().err.strip().splitlines())
             first.send_signal(signal.SIGKILL)
             break
         time.sleep(0.05)
     first.wait()
     assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    code, seconds, err = refusal
+    assert code == 2 and seconds < 2 and len(err) == 1, (code, seconds, err)
+    assert "another training (process " in err[0] and "holds --workdir" in err[0]
     assert not (tmp_path / "export").exists()
     stale = tmp_path / "run" / "bad_files.txt"  # from an earlier start whose files were fixed
     stale.write_text("gone.jpg\n")
+    # The kill left its lock file, but no lock: the same command resumes.
     second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Resuming the run" in second.stdout
@@ -466,3 +475,219 @@ def test_ema_run_stopped_early_keeps_the_weights_it_validated():
     assert len(history.history["loss"]) == 2
     assert model.evaluate(x, y, verbose=0) == pytest.approx(history.history["val_loss"][-1],
                                                             rel=1e-5)
+
+
+def _refused(capsys, argv):
+    """train's exit code and stderr lines for `argv`."""
+    code = train.main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_overwrite_deletes_only_a_run_of_this_project(tmp_path, monkeypatch, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    data = write_image_folder(tmp_path / "pets", per_class=2)
+    runs = tmp_path / "runs"
+    (runs / "a").mkdir(parents=True)
+    (runs / "a" / "config.json").write_text(config.parse([]).to_json())
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"name": "another tool"}')
+    monkeypatch.chdir(mine)
+    cases = [(mine, "synthetic", "holds no run of this project"),
+             (".", "synthetic", "holds no run of this project"),  # the current directory
+             (runs, "synthetic", "holds no run of this project"),  # runs/, not a run in it
+             (tmp_path / "other", "synthetic", "holds no run of this project"),
+             (data, str(data), "would delete --data"),
+             (tmp_path, str(data), "would delete --data")]
+    for workdir, source, message in cases:
+        before = sorted(str(p) for p in tmp_path.rglob("*"))
+        code, err = _refused(capsys, ["--data", source, "--workdir", str(workdir), "--overwrite",
+                                      "--export-dir", str(tmp_path / "export")])
+        assert code == 2 and len(err) == 1 and message in err[0], (workdir, err)
+        assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # not even a lock file
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    # A run's exports inside its workdir are the user's too.
+    code, err = _refused(capsys, ["--data", "synthetic", "--workdir", str(runs / "a"),
+                                  "--overwrite", "--export-dir", str(runs / "a" / "export")])
+    assert code == 2 and len(err) == 1 and "would delete --export-dir" in err[0], err
+    assert rundir.holds_a_run(runs / "a") and not rundir.holds_a_run(mine)
+
+
+def test_the_overwrite_refusal_from_the_command_line(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    result = run_module("alexnet_tf.train", "--data", "synthetic", "--workdir", tmp_path / "x",
+                        "--overwrite")
+    lines = result.stderr.strip().splitlines()  # TF's start-up logs, then the refusal
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert [line for line in lines if line.startswith("error")] == lines[-1:]
+    assert lines[-1].startswith("error: --workdir") and "holds no run" in lines[-1]
+    assert [p.name for p in (tmp_path / "x").iterdir()] == ["notes.txt"]
+
+
+HOLD_A_LOCK = """
+import fcntl, sys, time
+f = open(sys.argv[1], "a+")
+fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_an_export_dir_another_training_holds_is_refused_at_once(tmp_path, capsys):
+    export = tmp_path / "models" / "pets"  # not made yet: the first run has not exported
+    export.parent.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_LOCK, str(rundir.export_lock(export))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        asked = time.time()
+        code, err = _refused(capsys, [*TINY, "--workdir", str(tmp_path / "w"),
+                                      "--export-dir", str(export)])
+        assert time.time() - asked < 2
+        assert code == 2 and len(err) == 1, err
+        assert "another training holds --export-dir" in err[0] and "another --export-dir" in err[0]
+        assert not (tmp_path / "w").exists() and not export.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with rundir.Locks() as locks:  # the OS released the killed holder's lock
+        locks.hold(rundir.export_lock(export), "--export-dir", export)
+        # And one process holds it once: a second opener is refused (flock is per open file).
+        with rundir.Locks() as other, pytest.raises(rundir.RunError, match="another training"):
+            other.hold(rundir.export_lock(export), "--export-dir", export)
+
+
+def test_a_save_cut_off_keeps_the_previous_best(tmp_path, monkeypatch, capsys):
+    def disk_full(model, filepath, *args, **kwargs):
+        pathlib.Path(filepath).write_bytes(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    # In a run: the first epoch's save fails; no truncated best.keras is left for anyone.
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "save", disk_full)
+        code, err = _refused(capsys, [*TINY, "--limit", "64", "--epochs", "1", "--batch-size",
+                                      "32", "--workdir", str(tmp_path / "w"), "--export-dir",
+                                      str(tmp_path / "export"), "--verbose", "0",
+                                      "--precision", "float32"])
+    assert code == 2 and len(err) == 1 and "No space left on device" in err[0], err
+    assert [p.name for p in (tmp_path / "w").glob("*.keras")] == []
+    assert [p.name for p in (tmp_path / "w").glob(".*.keras")] == []
+    # With a best already saved: it survives a failed save whole.
+    from alexnet_tf import callbacks
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", loss="mse")
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 2), "float32")
+    best = tmp_path / "best.keras"
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ModelCheckpoint(str(best))])
+    saved = best.read_bytes()
+    monkeypatch.setattr(keras.Model, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callbacks.ModelCheckpoint(str(best))])
+    assert best.read_bytes() == saved and sorted(p.name for p in tmp_path.glob("*best*")) == [
+        "best.keras"]
+
+
+def test_a_damaged_training_metadata_resumes_from_the_copy_before(tmp_path, monkeypatch,
+                                                                  capsys):
+    args = [*TINY, "--limit", "64", "--epochs", "2", "--batch-size", "32",
+            "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
+            "--verbose", "0", "--precision", "float32"]
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed in evaluation")
+
+    monkeypatch.setattr(train, "predict_split", killed)  # dies after both epochs' backups
+    with pytest.raises(RuntimeError, match="killed in evaluation"):
+        train.main(args)
+    monkeypatch.undo()
+    (tmp_path / "w" / "backup" / "training_metadata.json").write_text('{"epo')  # a full disk
+    assert train.main(args) == 0  # from the copy of epoch 1: epoch 2 is trained again
+    assert "resuming from the backup of the epoch before" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "w" / "metrics.json").read_text())
+    assert (metrics["epochs"], metrics["epochs_this_session"]) == (2, 1)
+
+
+def test_atomic_writes_reach_the_disk_before_and_after_the_rename(tmp_path, monkeypatch):
+    import stat
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        kind = "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        events.append(("fsync", kind))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", pathlib.Path(src).read_text()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    rundir.write_atomically(tmp_path / "metrics.json", '{"top1": 0.9}')
+    assert events == [("fsync", "file"), ("replace", '{"top1": 0.9}'), ("fsync", "folder")]
+    assert (tmp_path / "metrics.json").read_text() == '{"top1": 0.9}'
+    assert list(tmp_path.iterdir()) == [tmp_path / "metrics.json"]
+
+
+def test_a_run_killed_after_its_export_does_not_export_again(tmp_path, monkeypatch, capsys):
+    args = [*TINY, "--limit", "64", "--epochs", "1", "--batch-size", "32",
+            "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
+            "--verbose", "0", "--precision", "float32"]
+    real = rundir.write_atomically
+
+    def killed_before_metrics(path, text):
+        if path.name == "metrics.json":
+            raise RuntimeError("killed before metrics.json")
+        real(path, text)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(rundir, "write_atomically", killed_before_metrics)
+        with pytest.raises(RuntimeError, match="killed before metrics.json"):
+            train.main(args)
+    assert [p.name for p in (tmp_path / "export").iterdir()] == ["1"]
+    capsys.readouterr()
+    assert train.main(args) == 0
+    assert "exported" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "export").iterdir()] == ["1"]  # no identical version 2
+    assert (tmp_path / "w" / "metrics.json").is_file()
+    # Its version removed meanwhile (or another --export-dir): the run exports again.
+    (tmp_path / "w" / "metrics.json").unlink()
+    import shutil
+    shutil.rmtree(tmp_path / "export" / "1")
+    assert train.main(args) == 0
+    assert [p.name for p in (tmp_path / "export").iterdir()] == ["1"]
+
+
+def _unwritable_folder(tmp_path):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if not os.access(folder, os.W_OK):
+        return folder
+    folder = pathlib.Path("/sys/fs")  # root ignores the mode bits: a read-only file system
+    if not folder.is_dir() or os.access(folder, os.W_OK) and _writable(folder):
+        pytest.skip("no unwritable folder here")
+    return folder
+
+
+def _writable(folder):
+    try:
+        (folder / ".alexnet_probe").touch()
+    except OSError:
+        return False
+    (folder / ".alexnet_probe").unlink()
+    return True
+
+
+def test_an_unwritable_workdir_is_one_line(tmp_path, capsys):
+    folder = _unwritable_folder(tmp_path)
+    for workdir, message in ((folder, "cannot write in --workdir"),
+                             (folder / "run", "cannot create --workdir")):
+        code, err = _refused(capsys, [*TINY, "--limit", "64", "--batch-size", "32",
+                                      "--workdir", str(workdir),
+                                      "--export-dir", str(tmp_path / "export")])
+        assert code == 2 and len(err) == 1 and message in err[0], err
