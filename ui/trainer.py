@@ -211,31 +211,33 @@ class Trainer:
             reader.join(timeout=10)
         if code == 0 and not run.cancelled:
             self._finish(run)
-        elif run.cancelled:
-            run.state = "cancelled"
+        elif run.cancelled:  # each message is set before its state: pages see both
             run.message = ("Cancelled. Start the same settings again to resume from the last "
                            "finished epoch.")
+            run.state = "cancelled"
         else:
+            last = run.stderr_tail[-1] if run.stderr_tail else ""
+            run.message = run.error or f"error: the training command stopped (exit code " \
+                                       f"{code}): {last}"
             run.state = "failed"
-            run.message = run.error or (f"error: the training command stopped (exit code "
-                                        f"{code}): {run.stderr_tail[-1] if run.stderr_tail else ''}")
 
     def _finish(self, run):
         export = run.export or _newest_version(run.export_dir)
         if export is None:
-            run.state, run.message = "failed", f"error: no export found in {run.export_dir}"
+            run.message, run.state = f"error: no export found in {run.export_dir}", "failed"
             return
         run.phase = "Loading the new model"
         try:
             if self.on_export is not None:
                 self.on_export(export)
         except Exception as error:  # ModelNotFound, or anything a broken export raises
-            run.state, run.message = "failed", f"error: {str(error).splitlines()[0]}"
+            run.message, run.state = f"error: {str(error).splitlines()[0]}", "failed"
             return
         run.export = str(export)
         run.state = "finished"
-        run.message = f"Done: the app now uses the new model ({pathlib.Path(export).parent.name}, " \
-                      f"version {pathlib.Path(export).name})."
+        export = pathlib.Path(export)
+        run.message = (f"Done: the app now uses the new model ({export.parent.name}, version "
+                       f"{export.name}).")
 
     def status(self):
         """What the page shows: a Status snapshot (reads history.csv; cheap)."""
