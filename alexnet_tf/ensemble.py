@@ -8,6 +8,11 @@ Section 6 of the paper: "averaging the predictions of five similar CNNs". The en
 ensemble's answer), so TF Serving, `evaluate`, `predict` and the app use it like any other. It
 is built from the exports, not from `best.keras`: a run exports its final weights, and the
 epoch `best.keras` holds was chosen on the very validation images the ensemble is scored on.
+
+The ensemble decodes, bounds and crops each image once, itself (`export.decode_bounded`,
+`export.resize_and_center_crop`: the limits of `alexnet_tf.export`), and gives the members the
+model-size views through their `serving_preprocessed`: an image is never decoded once per
+member, and members exported before those limits existed are bounded too.
 """
 
 import argparse
@@ -18,6 +23,7 @@ import tensorflow as tf
 
 from alexnet_tf import export
 from alexnet_tf.config import is_folder, saved_value
+from alexnet_tf.data import geometry_for
 from alexnet_tf.inference import Classifier, ModelNotFound
 from alexnet_tf.sources import split_settings
 
@@ -50,6 +56,7 @@ def export_ensemble(members, export_dir):
             raise ValueError(f"{other.path} and {first.path} held out different validation "
                              "splits: the ensemble would be scored on images a member trained on")
     size = first.image_size
+    crop_fraction = first.metadata.get("crop_fraction", geometry_for(size).crop_fraction)
     module = tf.Module()
     module.members = [m.module for m in members]  # tracked: their variables are saved again
     labels = tf.constant(first.class_names)
@@ -58,6 +65,12 @@ def export_ensemble(members, export_dir):
     k = min(export.TOP_K, len(first.class_names))
 
     def average(signature, **inputs):
+        # A batch of zero images skips the members (TF's grouped convolution fails on it).
+        return tf.cond(tf.shape(next(iter(inputs.values())))[0] > 0,
+                       lambda: members_mean(signature, **inputs),
+                       lambda: tf.zeros([0, len(first.class_names)]))
+
+    def members_mean(signature, **inputs):
         return tf.add_n([tf.gather(m.module.signatures[signature](**inputs)["probabilities"],
                                    order, axis=-1) for m, order in zip(members, orders)]
                         ) / len(members)
@@ -67,13 +80,17 @@ def export_ensemble(members, export_dir):
         return {"probabilities": probabilities, "top_k_indices": top.indices,
                 "top_k_classes": tf.gather(labels, top.indices), "top_k_probabilities": top.values}
 
+    def preprocess(images):  # as each member's own serving_default does
+        return export.resize_and_center_crop(export.bounded_images(images), size, crop_fraction)
+
     @tf.function(input_signature=[IMAGES])
     def serve_images(images):
-        return answer(average("serving_default", images=images))
+        return answer(average("serving_preprocessed", images=preprocess(images)))
 
     @tf.function(input_signature=[IMAGE_BYTES])
     def serve_bytes(image_bytes):
-        return answer(average("serving_bytes", image_bytes=image_bytes))
+        views = export.views_from_bytes(image_bytes, size, crop_fraction)
+        return answer(average("serving_preprocessed", images=views))
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
     def serve_preprocessed(images):
@@ -83,17 +100,17 @@ def export_ensemble(members, export_dir):
     def inspect(images):
         """The first member's maps and Grad-CAM, which explains that member's own top class
         (`gradcam_class`), beside the ensemble's answer: the app's labels are the ensemble's."""
+        images = export.bounded_images(images)
         out = dict(first.module.signatures["inspect"](images=images))
         out["gradcam_class"] = out["top_k_classes"][:, 0]
-        out.update(answer(average("serving_default", images=images)))
+        out.update(answer(average("serving_preprocessed", images=preprocess(images))))
         return out
 
     signatures = {"serving_default": serve_images, "serving_bytes": serve_bytes,
                   "serving_preprocessed": serve_preprocessed, "inspect": inspect}
     metadata = {
         "image_size": size,
-        **({"crop_fraction": first.metadata["crop_fraction"]}
-           if "crop_fraction" in first.metadata else {}),
+        "crop_fraction": crop_fraction,  # the ensemble's own preprocessing
         "parameters": sum(m.metadata.get("parameters", 0) for m in members),
         "flops_per_image": sum(m.metadata.get("flops_per_image", 0) for m in members),
         # evaluate rebuilds the first member's split, which every member held out.

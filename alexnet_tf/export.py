@@ -6,15 +6,24 @@ Layout: <export_dir>/<integer version>/ with signatures `serving_default` (uint8
 `serving_bytes` (encoded images), `serving_preprocessed` (float32 images already at the
 model's size, e.g. 10-crop views) and `inspect` (what the app's "Inside AlexNet" tab shows),
 `assets/labels.txt`, `assets/metadata.json` and `assets.extra/tf_serving_warmup_requests`.
+
+Bounded work per request: every image signature refuses, with InvalidArgument, an image of
+more than MAX_PIXELS pixels (4096 x 4096) or with a side of 0; `serving_bytes` reads the size
+from the file's header before it decodes, and accepts JPEG, PNG and BMP only (a GIF's frames
+each have their own size, which no header bounds). The source pixels outside the centre crop
+are cut away before resizing, so an extreme aspect ratio costs no more than a square image.
 """
 
 import argparse
+import contextlib
 import datetime
+import fcntl
 import json
 import os
 import pathlib
 import shutil
 import sys
+import time
 import uuid
 import zipfile
 
@@ -29,6 +38,13 @@ from alexnet_tf.model import count_flops
 TOP_K = 5
 WARMUP_RECORDS = 3
 CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")  # the feature maps `inspect` returns
+MAX_PIXELS = 4096 * 4096  # per image: a decoded image stays under 50 MB (uint8 RGB)
+BYTES_FORMATS = "JPEG, PNG or BMP"
+STAGING = ".staging-"  # a version being written: TF Serving only loads integer names
+# A staging directory with no lock file (a lock lost to a crash between its steps) is a dead
+# export's once nothing has been written in it for this long.
+STALE_AFTER = 24 * 3600
+JPEG, PNG, BMP = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM"  # what tf.io.decode_image looks for
 
 
 def export_model(model, export_dir, *, class_names, crop_fraction=None, metadata=None):
@@ -53,33 +69,107 @@ def export_model(model, export_dir, *, class_names, crop_fraction=None, metadata
 def write_version(export_dir, write_saved_model, *, class_names, metadata):
     """The next integer version under `export_dir`: `write_saved_model(path)`, then labels.txt,
     metadata.json (with `class_names` and `exported_at` added) and the TF Serving warm-up, all in
-    a staging directory renamed into place only when complete. Returns the version's path."""
+    a staging directory flushed to disk and renamed into place only when complete. Returns the
+    version's path. Removes what killed exports left behind first (`remove_stale_staging`)."""
     base = pathlib.Path(export_dir)
     base.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(base)
     # A dot-name is not an integer version: TF Serving ignores it until the final rename.
-    staging = base / f".staging-{uuid.uuid4().hex}"
+    staging = base / f"{STAGING}{uuid.uuid4().hex}"
+    with _staging_lock(staging):
+        try:
+            write_saved_model(str(staging))
+            (staging / "assets").mkdir(exist_ok=True)
+            (staging / "assets" / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
+            info = {
+                "class_names": list(class_names),
+                **metadata,
+                "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds"),
+            }
+            (staging / "assets" / "metadata.json").write_text(json.dumps(info, indent=2))
+            _write_warmup(staging / "assets.extra" / "tf_serving_warmup_requests",
+                          metadata["image_size"])
+            # Data before the rename, the rename before returning: else a power cut can leave
+            # the final name with empty or missing files (fsync(2); ext4's delayed allocation).
+            _fsync_tree(staging)
+            version = _rename_to_next_version(staging, base)
+            _fsync(base)
+            _fsync(base.parent)  # `base` itself may be new
+            return version
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _rename_to_next_version(staging, base):
+    while True:  # another exporter may take a number between our look and our rename
+        version = base / str(_next_version(base))
+        try:
+            os.rename(staging, version)
+            return version
+        except OSError:
+            if not version.exists():
+                raise
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)  # a directory too: its entries are what it flushes
     try:
-        write_saved_model(str(staging))
-        (staging / "assets").mkdir(exist_ok=True)
-        (staging / "assets" / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
-        info = {
-            "class_names": list(class_names),
-            **metadata,
-            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
-        (staging / "assets" / "metadata.json").write_text(json.dumps(info, indent=2))
-        _write_warmup(staging / "assets.extra" / "tf_serving_warmup_requests",
-                      metadata["image_size"])
-        while True:  # another exporter may take a number between our look and our rename
-            version = base / str(_next_version(base))
-            try:
-                os.rename(staging, version)
-                return version
-            except OSError:
-                if not version.exists():
-                    raise
+        os.fsync(fd)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        os.close(fd)
+
+
+def _fsync_tree(root):
+    """Every file under `root`, then each directory after its contents."""
+    for directory, _, files in os.walk(root, topdown=False):
+        for name in files:
+            _fsync(os.path.join(directory, name))
+        _fsync(directory)
+
+
+@contextlib.contextmanager
+def _staging_lock(staging):
+    """Holds an advisory lock (flock) on `<staging>.lock` while `staging` is written. The OS
+    drops it when the process ends, however it ends: a lock nobody holds marks the staging
+    directory of a killed export."""
+    path = pathlib.Path(f"{staging}.lock")
+    while True:
+        file = open(path, "a")
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:  # a cleaner may have taken the fresh file for a dead one's and removed it
+            if os.stat(path).st_ino == os.fstat(file.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        file.close()
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        file.close()
+
+
+def remove_stale_staging(base):
+    """Removes the staging directories of exports that died (a kill, a power cut): those
+    whose lock no process holds, and, without a lock file, those untouched for STALE_AFTER
+    seconds. A running export's lock is held, so its staging stays, in any process."""
+    for lock in base.glob(f"{STAGING}*.lock"):
+        try:
+            file = open(lock, "rb")  # never "a": that would recreate a lock just removed
+        except OSError:
+            continue  # removed meanwhile, or not ours to read
+        with file:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live export holds it
+            shutil.rmtree(base / lock.name.removesuffix(".lock"), ignore_errors=True)
+            lock.unlink(missing_ok=True)
+    for staging in base.glob(f"{STAGING}*"):
+        if (staging.is_dir() and not pathlib.Path(f"{staging}.lock").exists()
+                and time.time() - staging.stat().st_mtime > STALE_AFTER):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _next_version(base):
@@ -87,13 +177,113 @@ def _next_version(base):
     return max(versions, default=0) + 1
 
 
+def _refuse_unless_bounded(height, width, what):
+    """InvalidArgument (TF Serving's answer to a bad request) unless 1 <= side and
+    height * width <= MAX_PIXELS; returns the checks, for control dependencies."""
+    height, width = tf.cast(height, tf.int64), tf.cast(width, tf.int64)
+    return [
+        tf.debugging.assert_positive(tf.minimum(height, width),
+                                     message=f"{what} has a side of 0 pixels"),
+        tf.debugging.assert_less_equal(height * width, tf.constant(MAX_PIXELS, tf.int64),
+                                       message=f"{what} has more than {MAX_PIXELS} pixels "
+                                               "(4096 x 4096)"),
+    ]
+
+
+def bounded_images(images):
+    """`images` [N, H, W, C] once H * W is within MAX_PIXELS; InvalidArgument otherwise."""
+    shape = tf.shape(images)
+    with tf.control_dependencies(_refuse_unless_bounded(shape[1], shape[2], "the image")):
+        return tf.identity(images)
+
+
+def _starts(contents, magic):
+    return tf.equal(tf.strings.substr(contents, 0, len(magic)), magic)
+
+
+def _header_size(contents):
+    """(height, width) from a JPEG, PNG or BMP header, read without decoding the pixels;
+    (0, 0) for any other content."""
+    # Zeros after the end: a header cut short reads as a side of 0, not out of range.
+    head = tf.cast(tf.io.decode_raw(tf.strings.substr(contents + b"\0" * 32, 0, 32),
+                                    tf.uint8), tf.int64)
+
+    def number(first, order):  # four header bytes as an unsigned integer
+        digits = head[first:first + 4] if order == "big" else head[first:first + 4][::-1]
+        return tf.reduce_sum(digits * tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64))
+
+    def bmp():  # TF's BMP decoder reads int32s at 18 and 22; a negative height is top-down
+        height = number(22, "little")
+        return tf.stack([tf.abs(tf.where(height >= 1 << 31, height - (1 << 32), height)),
+                         number(18, "little")])
+
+    return tf.case([
+        (_starts(contents, JPEG),
+         lambda: tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64)),
+        # PNG's IHDR: width at bytes 16-19, height at 20-23, big-endian (PNG spec, 11.2.2).
+        (_starts(contents, PNG), lambda: tf.stack([number(20, "big"), number(16, "big")])),
+        (_starts(contents, BMP), bmp),
+    ], default=lambda: tf.zeros([2], tf.int64), exclusive=False)
+
+
+def decode_bounded(contents):
+    """One encoded JPEG, PNG or BMP -> uint8 RGB [H, W, 3], decoded only once its header
+    shows it within MAX_PIXELS; InvalidArgument for anything else."""
+    known = tf.reduce_any([_starts(contents, magic) for magic in (JPEG, PNG, BMP)])
+    checks = [tf.debugging.Assert(known, [f"serving_bytes accepts {BYTES_FORMATS} images"])]
+    with tf.control_dependencies(checks):
+        height, width = tf.unstack(_header_size(contents))
+    with tf.control_dependencies(_refuse_unless_bounded(height, width, "the image")):
+        return augment.decode_image(tf.identity(contents))
+
+
+def views_from_bytes(image_bytes, size, crop_fraction):
+    """Encoded images [N] -> float32 [N, size, size, 3], each decoded within the bounds of
+    `decode_bounded`, then resized and centre-cropped."""
+    return tf.map_fn(
+        lambda b: resize_and_center_crop(decode_bounded(b)[None], size, crop_fraction)[0],
+        image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+
+def resize_and_center_crop(images, size, crop_fraction):
+    """`augment.resize_and_center_crop` of a batch [N, H, W, 3] (any dtype), computed from the
+    source pixels the centre crop reads: the rest is cut away first, so an extreme aspect
+    ratio never resizes its whole long side. The same antialiased triangle filter at the same
+    scale and offset (`tf.image.resize`'s own op, ScaleAndTranslate), so the same answer."""
+    shape = tf.shape(images)
+    sides = tf.cast(shape[1:3], tf.float32)
+    scale = tf.math.ceil(size / crop_fraction) / tf.reduce_min(sides)
+    resized = tf.maximum(tf.cast(tf.round(sides * scale), tf.int32), size)
+    offset = (resized - size) // 2  # the crop's top-left corner in the resized image
+    scales = tf.cast(resized, tf.float32) / sides  # as tf.image.resize computes them
+    # Antialiased, the triangle filter reaches max(1, 1 / scale) source pixels each side.
+    reach = tf.cast(tf.math.ceil(tf.maximum(1.0, 1.0 / scales)), tf.int32) + 1
+    first = tf.maximum(tf.cast(tf.floor(tf.cast(offset, tf.float32) / scales), tf.int32) - reach,
+                       0)
+    last = tf.minimum(tf.cast(tf.math.ceil(tf.cast(offset + size, tf.float32) / scales),
+                              tf.int32) + reach, shape[1:3])
+    window = images[:, first[0]:last[0], first[1]:last[1], :]
+    # Output pixel i samples source (i + 0.5 - translation) / scale: shifted by the window.
+    translation = tf.cast(first, tf.float32) * scales - tf.cast(offset, tf.float32)
+    out = tf.raw_ops.ScaleAndTranslate(images=window, size=[size, size], scale=scales,
+                                       translation=translation, kernel_type="triangle",
+                                       antialias=True)
+    return tf.ensure_shape(out, [images.shape[0], size, size, 3])
+
+
 def _build_archive(model, class_names, image_size, crop_fraction):
     labels = tf.constant(list(class_names))
     k = min(TOP_K, len(class_names))
     inside = keras.Model(model.input, [model.get_layer(n).output for n in CONVS] + [model.output])
 
-    def preprocess(images):
-        return augment.resize_and_center_crop(images, image_size, crop_fraction)
+    def preprocess(images):  # a batch of uint8 images of any size
+        return resize_and_center_crop(bounded_images(images), image_size, crop_fraction)
+
+    def classify(views):
+        # A batch of zero images skips the model: TF's grouped convolution (conv2) fails on it.
+        return tf.cond(tf.shape(views)[0] > 0,
+                       lambda: tf.cast(model(views, training=False), tf.float32),
+                       lambda: tf.zeros([0, len(class_names)]))
 
     def answer(logits):
         probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
@@ -102,19 +292,21 @@ def _build_archive(model, class_names, image_size, crop_fraction):
                 "top_k_classes": tf.gather(labels, top.indices), "top_k_probabilities": top.values}
 
     def serve_images(images):
-        return answer(model(preprocess(images), training=False))
+        return answer(classify(preprocess(images)))
 
     def serve_preprocessed(images):  # float32 [N, S, S, 3], e.g. 10-crop views
-        return answer(model(images, training=False))
+        return answer(classify(images))
 
     def serve_bytes(image_bytes):
-        images = tf.map_fn(lambda b: preprocess(augment.decode_image(b)), image_bytes,
-                           fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
-        return answer(model(images, training=False))
+        views = views_from_bytes(image_bytes, image_size, crop_fraction)
+        return answer(classify(views))
 
     def inspect(images):
         """Model input, conv activations and a Grad-CAM map (Selvaraju et al. 2017) per image."""
-        x = preprocess(images)
+        checks = [tf.debugging.assert_positive(tf.shape(images)[0],
+                                               message="inspect needs at least one image")]
+        with tf.control_dependencies(checks):
+            x = preprocess(images)
         with tf.GradientTape() as tape:
             *maps, logits = inside(x, training=False)
             top_logit = tf.reduce_max(tf.cast(logits, tf.float32), axis=-1)

@@ -80,7 +80,8 @@ class Classifier:
         return {k: v[0] for k, v in out.items()} if single else out
 
     def classify_bytes(self, contents):
-        """Encoded JPEG/PNG/GIF/BMP files (a list of bytes) -> dict of NumPy arrays."""
+        """Encoded JPEG/PNG/BMP files (a list of bytes) -> dict of NumPy arrays; InvalidArgument
+        for other formats and for images over `export.MAX_PIXELS`."""
         return self._call("serving_bytes", image_bytes=tf.constant(list(contents), tf.string))
 
     def classify_preprocessed(self, images):

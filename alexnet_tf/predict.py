@@ -37,7 +37,8 @@ def classify_file(classifier, path, top_k):
     except OSError as error:
         return {"file": str(path), "error": error.strerror or str(error)}
     except tf.errors.InvalidArgumentError:
-        return {"file": str(path), "error": "not a readable JPEG, PNG, GIF or BMP image"}
+        return {"file": str(path),
+                "error": "not a readable JPEG, PNG or BMP image of at most 4096 x 4096 pixels"}
     best = np.argsort(-probabilities)[:top_k]
     return {"file": str(path), "predictions": [
         {"class": classifier.class_names[i], "probability": float(probabilities[i])}

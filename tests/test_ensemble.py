@@ -1,4 +1,6 @@
 import io
+import struct
+import zlib
 
 import keras
 import numpy as np
@@ -108,3 +110,28 @@ def test_members_that_disagree_are_refused_in_one_line(members, tmp_path, capsys
                           str(members[1].parent)]) == 2
     assert "where" in capsys.readouterr().err and sorted(
         p.name for p in members[1].parent.iterdir()) == ["1"]
+
+
+def test_the_ensemble_bounds_each_request_itself(members, tmp_path):
+    """The ensemble decodes, bounds and crops once, itself (export's limits), so its members'
+    own preprocessing never sees a huge image, whenever they were exported."""
+    version = ensemble.export_ensemble([Classifier(m) for m in members], tmp_path)
+    module = tf.saved_model.load(str(version))  # as TF Serving loads it
+    header = struct.pack(">IIBBBBB", 60_000, 9_000, 8, 2, 0, 0, 0)
+    claim = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + header
+             + struct.pack(">I", zlib.crc32(b"IHDR" + header)))
+    for signature, inputs in (("serving_bytes", {"image_bytes": tf.constant([claim])}),
+                              ("serving_default", {"images": tf.zeros([1, 4097, 4096, 3],
+                                                                      tf.uint8)}),
+                              ("inspect", {"images": tf.zeros([1, 4097, 4096, 3], tf.uint8)})):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="more than 16777216 pixels"):
+            module.signatures[signature](**inputs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="accepts JPEG, PNG or BMP"):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, "GIF")
+        module.signatures["serving_bytes"](image_bytes=tf.constant([buffer.getvalue()]))
+    empty = module.signatures["serving_default"](images=tf.zeros([0, 16, 16, 3], tf.uint8))
+    assert empty["probabilities"].shape == (0, 3)
+    strip = np.random.default_rng(2).integers(0, 256, (1, 1, 100_000, 3), dtype=np.uint8)
+    answer = module.signatures["serving_default"](images=tf.constant(strip))["probabilities"]
+    assert answer.shape == (1, 3) and np.isfinite(answer).all()  # cropped, then resized

@@ -1,11 +1,17 @@
 import base64
+import inspect
 import io
 import json
 import os
+import pathlib
 import shutil
+import struct
 import subprocess
+import sys
+import time
 import types
 import zipfile
+import zlib
 
 import keras
 import numpy as np
@@ -61,7 +67,7 @@ def test_bytes_endpoint_agrees_with_tensor_endpoint(exported, tmp_path):
             buffer = io.BytesIO()
             Image.fromarray(img).save(buffer, fmt)
             encoded.append(buffer.getvalue())
-        decoded = np.stack([tf.io.decode_image(e, channels=3).numpy() for e in encoded])
+        decoded = np.stack([decode_in_graph(e).numpy() for e in encoded])
         if fmt == "PNG":
             np.testing.assert_array_equal(decoded, x)
         by_bytes = module.signatures["serving_bytes"](image_bytes=tf.constant(encoded))
@@ -395,6 +401,167 @@ def test_newest_export_looks_under_every_root(tmp_path):
     assert inference.newest_export(tmp_path / "absent") is None
 
 
+# --- Bounded work per request (issue 43): what TF Serving would run, via plain tf.saved_model.load.
+
+def png_bytes(width, height, pixels=None, color_type=2):
+    """A PNG written chunk by chunk: a header that may claim any size, and rows of zeros
+    compressed as they are made (a 200 MB image is a few hundred KB)."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0))
+    if pixels == "none":  # the header alone, as a lying client sends it
+        return b"\x89PNG\r\n\x1a\n" + header
+    channels = {0: 1, 2: 3, 6: 4}[color_type]
+    packer, row = zlib.compressobj(), b"\0" * (1 + width * channels)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def encoded(image, fmt, **options):
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def claiming(fmt, height, width):
+    """A small real JPEG or BMP whose header is patched to claim height x width."""
+    data = bytearray(encoded(np.zeros((8, 8, 3), np.uint8), fmt))
+    if fmt == "JPEG":
+        sof = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+        data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    else:  # BMP info header: width, height as little-endian int32 at 18 and 22
+        data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+def decode_in_graph(contents):
+    """As the signatures decode (JPEG with libjpeg's accurate IDCT; tf.io.decode_image's
+    default, the fast one, gives pixels a few levels off)."""
+    from alexnet_tf import augment
+
+    return augment.decode_image(tf.constant(contents))
+
+
+def test_image_signatures_refuse_what_they_cannot_bound(exported):
+    _, version = exported
+    module = tf.saved_model.load(str(version))
+    by_bytes, by_tensor = module.signatures["serving_bytes"], module.signatures["serving_default"]
+
+    def refused(signature, match, **inputs):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+            signature(**inputs)
+
+    too_big = "more than 16777216 pixels"
+    for claim in (png_bytes(60_000, 9_000, pixels="none"), claiming("JPEG", 9_000, 60_000),
+                  claiming("BMP", 9_000, 60_000), claiming("BMP", -9_000, 60_000)):
+        refused(by_bytes, too_big, image_bytes=tf.constant([claim]))
+    refused(by_tensor, too_big, images=tf.zeros([1, 4097, 4096, 3], tf.uint8))
+    refused(module.signatures["inspect"], too_big, images=tf.zeros([1, 4097, 4096, 3], tf.uint8))
+    for zero_sized in (png_bytes(0, 5, pixels="none"), claiming("BMP", 0, 8)):
+        refused(by_bytes, "side of 0", image_bytes=tf.constant([zero_sized]))
+    refused(by_tensor, "side of 0", images=tf.zeros([1, 0, 5, 3], tf.uint8))
+    refused(by_tensor, "side of 0", images=tf.zeros([0, 0, 0, 3], tf.uint8))
+    gif = encoded(np.zeros((8, 8, 3), np.uint8), "GIF")  # each frame sized apart: no bound
+    for malformed in (b"", b"not an image", b"\x89PNG\r\n\x1a\n", gif, b"\xff\xd8\xff" + b"\0" * 40,
+                      png_bytes(8, 8)[:60]):
+        refused(by_bytes, None, image_bytes=tf.constant([malformed]))
+    refused(by_bytes, "accepts JPEG, PNG or BMP", image_bytes=tf.constant([gif]))
+    # A batch of zero images is an empty answer.
+    assert by_tensor(images=tf.zeros([0, 32, 32, 3], tf.uint8))["probabilities"].shape == (0, 3)
+    assert by_bytes(image_bytes=tf.constant([], tf.string))["probabilities"].shape == (0, 3)
+    # Only RGB tensors enter serving_default; encoded gray and RGBA images become RGB.
+    for channels in (1, 4):
+        with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError)):
+            by_tensor(images=tf.zeros([1, 8, 8, channels], tf.uint8))
+    rgb = images(1, size=40, seed=3)[0]
+    gray = rgb[..., 0]
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
+    for image, as_rgb in ((gray, np.dstack([gray] * 3)), (rgba, rgb)):
+        for fmt in ("PNG", "BMP"):
+            np.testing.assert_allclose(
+                by_bytes(image_bytes=tf.constant([encoded(image, fmt)]))["probabilities"],
+                by_tensor(images=tf.constant(as_rgb[None]))["probabilities"], atol=1e-6)
+    gray_jpeg = encoded(gray, "JPEG")
+    np.testing.assert_allclose(
+        by_bytes(image_bytes=tf.constant([gray_jpeg]))["probabilities"],
+        by_tensor(images=decode_in_graph(gray_jpeg)[None])["probabilities"],
+        atol=1e-6)
+
+
+def test_normal_images_answer_as_before(tmp_path):
+    """The bounded, crop-first preprocessing gives the answer of the shared one (training's and
+    evaluation's `augment.resize_and_center_crop`), at the paper's crop fraction too."""
+    from alexnet_tf import augment
+
+    keras.utils.set_random_seed(2)
+    model = build_model("cifar", num_classes=3, image_size=32)
+    version = export.export_model(model, tmp_path, class_names=CLASSES, crop_fraction=0.875)
+    module = tf.saved_model.load(str(version))
+    for height, width in ((32, 32), (48, 40), (7, 90), (300, 200), (1000, 37), (1, 1)):
+        x = np.random.default_rng(height).integers(0, 256, (2, height, width, 3), np.uint8)
+        views = augment.resize_and_center_crop(x, 32, 0.875)
+        expected = tf.nn.softmax(model(views)).numpy()
+        np.testing.assert_allclose(module.signatures["serving_default"](
+            images=tf.constant(x))["probabilities"], expected, atol=1e-5)
+        inside = module.signatures["inspect"](images=tf.constant(x))
+        np.testing.assert_allclose(inside["model_input"], views, atol=0.05)  # of 255
+        for fmt in ("PNG", "JPEG"):
+            files = [encoded(image, fmt, quality=95) if fmt == "JPEG" else encoded(image, fmt)
+                     for image in x]
+            decoded = np.stack([decode_in_graph(f).numpy() for f in files])
+            by_bytes = module.signatures["serving_bytes"](image_bytes=tf.constant(files))
+            np.testing.assert_allclose(by_bytes["probabilities"], tf.nn.softmax(model(
+                augment.resize_and_center_crop(decoded, 32, 0.875))), atol=1e-5)
+
+
+HUGE_IMAGES = """
+import json, resource, struct, zlib
+import numpy as np, tensorflow as tf
+{png_bytes}
+
+def peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+module = tf.saved_model.load({version!r})
+by_bytes, by_tensor = module.signatures["serving_bytes"], module.signatures["serving_default"]
+by_bytes(image_bytes=tf.constant([png_bytes(8, 8)]))  # warm: the graph and its kernels
+by_tensor(images=tf.zeros([1, 8, 8, 3], tf.uint8))
+cases = {{"png 1 x 20000": png_bytes(20_000, 1), "png 20000 x 1": png_bytes(1, 20_000),
+         "png 1 x 300000": png_bytes(300_000, 1), "png bomb 8192 x 8192": png_bytes(8192, 8192),
+         "tensor 1 x 300000": np.zeros([1, 1, 300_000, 3], np.uint8)}}
+start, outcomes = peak_mb(), {{}}
+for name, data in cases.items():
+    try:
+        if isinstance(data, bytes):
+            by_bytes(image_bytes=tf.constant([data]))
+        else:
+            by_tensor(images=tf.constant(data))
+        outcomes[name] = "answer"
+    except tf.errors.InvalidArgumentError:
+        outcomes[name] = "InvalidArgument"
+print(json.dumps({{"growth_mb": peak_mb() - start, "outcomes": outcomes}}))
+"""
+
+
+def test_huge_images_take_bounded_memory(exported, tmp_path):
+    """A tiny PNG of 1 x 300,000 pixels or 8192 x 8192 zeros must not take gigabytes (TF
+    Serving runs every model in one process: an OOM kill takes them all down)."""
+    _, version = exported
+    script = tmp_path / "huge.py"
+    script.write_text(HUGE_IMAGES.format(png_bytes=inspect.getsource(png_bytes),
+                                         version=str(version)))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    assert measured["growth_mb"] < 500, measured
+    assert measured["outcomes"] == {
+        "png 1 x 20000": "answer", "png 20000 x 1": "answer", "png 1 x 300000": "answer",
+        "png bomb 8192 x 8192": "InvalidArgument", "tensor 1 x 300000": "answer"}
+
+
 def test_evaluate_lists_bad_files_beside_the_model_not_in_the_cwd(exported, tmp_path,
                                                                   monkeypatch, capsys):
     from alexnet_tf import evaluate
@@ -419,3 +586,53 @@ def test_evaluate_lists_bad_files_beside_the_model_not_in_the_cwd(exported, tmp_
                           "--bad-files", str(tmp_path / "list.txt")]) == 0
     assert (tmp_path / "list.txt").read_text().strip().endswith("broken.jpg")
     assert (here / "bad_files.txt").read_text() == "the user's own notes\n"
+
+
+def test_a_version_is_on_disk_before_its_name(tmp_path, monkeypatch):
+    """Every file of the version and its directories are fsync'd before the rename, and the
+    export directory after it: a power cut leaves the old state or the whole new version."""
+    events, real_fsync, real_rename = [], os.fsync, os.rename
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(source, target):
+        events.append(("rename", str(target)))
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    version = export.export_model(build_model("cifar", num_classes=2, image_size=16),
+                                  tmp_path / "m", class_names=["a", "b"])
+    renamed = events.index(("rename", str(version)))
+    flushed = [pathlib.Path(path) for kind, path in events[:renamed] if kind == "fsync"]
+    assert flushed, "nothing was flushed to disk before the rename"
+    staging = flushed[-1]  # a directory after its contents, the staging directory last
+    assert staging.parent == tmp_path / "m" and staging.name.startswith(".staging-")
+    assert {path.relative_to(staging) for path in flushed} == {
+        path.relative_to(version) for path in version.rglob("*")} | {pathlib.Path()}
+    assert ("fsync", str(tmp_path / "m")) in events[renamed:]
+
+
+def test_a_killed_exports_staging_is_removed_by_the_next(tmp_path):
+    """A kill leaves `.staging-*` (and its unheld lock): the next export removes it, but never
+    the staging of an export running now (its lock is held), in this process or another."""
+    import fcntl
+
+    base = tmp_path / "m"
+    for name in ("dead", "live", "legacy", "young"):  # legacy: written before locks existed
+        (base / f".staging-{name}" / "variables").mkdir(parents=True)
+        (base / f".staging-{name}" / "saved_model.pb").write_bytes(b"partial")
+    for name in ("dead", "live"):
+        (base / f".staging-{name}.lock").touch()
+    two_days_ago = time.time() - 2 * 24 * 3600  # the threshold is a day
+    os.utime(base / ".staging-legacy", (two_days_ago, two_days_ago))
+    model = build_model("cifar", num_classes=2, image_size=16)
+    with open(base / ".staging-live.lock", "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        export.export_model(model, base, class_names=["a", "b"])
+        assert sorted(p.name for p in base.iterdir()) == [
+            ".staging-live", ".staging-live.lock", ".staging-young", "1"]
+    export.export_model(model, base, class_names=["a", "b"])  # its writer has gone now
+    assert sorted(p.name for p in base.iterdir()) == [".staging-young", "1", "2"]
