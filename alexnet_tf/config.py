@@ -12,6 +12,7 @@ import typing
 from alexnet_tf.data import CROPS, default_crop
 from alexnet_tf.model import INITS, VARIANTS, default_image_size
 from alexnet_tf.recipes import DEFAULT_RECIPE, RECIPES
+from alexnet_tf.sources import folder_name, is_folder
 
 # Fields added later, with what every run saved before them did (a callable reads it from the
 # saved config): an older run resumes only with that value, so the run stays the one it was.
@@ -43,6 +44,7 @@ class Config:
     split_seed: int = 0  # the held-out validation split: the same images whatever --seed
     workdir: str | None = None  # default: runs/alexnet_<dataset>_<variant>[_<recipe>]
     export_dir: str | None = None  # default: saved_models/alexnet_<dataset>
+    export_precision: str = "float32"  # export.EXPORT_PRECISIONS: float32 or as-trained
     # Recipe parts (None = the recipe's value).
     optimizer: str | None = None
     lr: float | None = None
@@ -88,24 +90,13 @@ class Config:
         return self.data.removeprefix("tfds:").replace("/", "_")
 
 
-def is_folder(source):
-    """--data names a folder when it is a path (a separator, a leading dot) or an existing
-    folder; otherwise it is a tensorflow-datasets name (or `synthetic`)."""
-    return source != "synthetic" and not source.startswith("tfds:") and (
-        os.sep in source or source.startswith(".") or os.path.isdir(source))
-
-
-def folder_name(path):
-    """The data folder's name, its parent's for a train/ folder (cifar10/train -> cifar10)."""
-    path = pathlib.Path(path).resolve()
-    return path.parent.name if path.name in ("train", "training") else path.name
-
-
 # "paper for paper/torchvision, seed for seed, ...": from DEFAULT_RECIPE, so it cannot go stale.
 _DEFAULT_RECIPES_TEXT = ", ".join(
     f"{recipe} for {'/'.join(v for v, r in DEFAULT_RECIPE.items() if r == recipe)}"
     for recipe in dict.fromkeys(DEFAULT_RECIPE.values()))
 HELP = {
+    "export_precision": "float32 (default: runs on any CPU and converts to TFLite) or "
+                        "as-trained (bfloat16 compute after mixed_bfloat16 training)",
     "data": "cifar10 (tensorflow-datasets, default), tfds:NAME, a folder of class subfolders "
             "(or with train/ [val/] [test/]), or synthetic",
     "variant": f"one of {', '.join(VARIANTS)} (default: cifar)",
@@ -184,7 +175,8 @@ def resolve(config):
     for name, choices in [("precision", PRECISIONS), ("schedule", SCHEDULES),
                           ("optimizer", OPTIMIZERS), ("pca", ("imagenet", "data")),
                           ("init", INITS), ("verbose", ("auto", "0", "1", "2")),
-                          ("crop", tuple(CROPS))]:
+                          ("crop", tuple(CROPS)),
+                          ("export_precision", ("float32", "as-trained"))]:
         if getattr(config, name) not in choices:
             raise ConfigError(f"--{name} must be one of {', '.join(choices)}; "
                               f"got '{getattr(config, name)}'")

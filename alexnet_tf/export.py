@@ -40,6 +40,7 @@ WARMUP_RECORDS = 3
 CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")  # the feature maps `inspect` returns
 MAX_PIXELS = 4096 * 4096  # per image: a decoded image stays under 50 MB (uint8 RGB)
 BYTES_FORMATS = "JPEG, PNG or BMP"
+EXPORT_PRECISIONS = ("float32", "as-trained")
 STAGING = ".staging-"  # a version being written: TF Serving only loads integer names
 # A staging directory with no lock file (a lock lost to a crash between its steps) is a dead
 # export's once nothing has been written in it for this long.
@@ -47,10 +48,19 @@ STALE_AFTER = 24 * 3600
 JPEG, PNG, BMP = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM"  # what tf.io.decode_image looks for
 
 
-def export_model(model, export_dir, *, class_names, crop_fraction=None, metadata=None):
+def export_model(model, export_dir, *, class_names, crop_fraction=None, metadata=None,
+                 precision="float32"):
     """Writes the next version under `export_dir` atomically; returns its path.
 
-    `crop_fraction` defaults to the one training and evaluation use at the model's size."""
+    `crop_fraction` defaults to the one training and evaluation use at the model's size.
+    `precision` (EXPORT_PRECISIONS): "float32" computes in float32 whatever the training
+    policy, the form every CPU runs (oneDNN has no bfloat16 convolution without AVX-512) and
+    TFLite converts; "as-trained" keeps a mixed-precision model's bfloat16/float16 compute."""
+    if precision not in EXPORT_PRECISIONS:
+        raise ValueError(f"--export-precision must be one of {', '.join(EXPORT_PRECISIONS)}; "
+                         f"got '{precision}'")
+    if precision == "float32":
+        model = in_float32(model)
     image_size = int(model.input.shape[1])
     if crop_fraction is None:
         crop_fraction = geometry_for(image_size).crop_fraction
@@ -59,11 +69,32 @@ def export_model(model, export_dir, *, class_names, crop_fraction=None, metadata
         "crop_fraction": crop_fraction,
         "parameters": int(model.count_params()),
         "flops_per_image": int(count_flops(model)),
+        "compute_dtype": model.get_layer("conv1").dtype_policy.compute_dtype,
         **(metadata or {}),
     }
     archive = _build_archive(model, class_names, image_size, crop_fraction)
     return write_version(export_dir, lambda staging: archive.write_out(staging, verbose=False),
                          class_names=class_names, metadata=info)
+
+
+def in_float32(model):
+    """`model` itself if it computes in float32, else a float32 copy with the same weights (a
+    mixed policy keeps its variables in float32: nothing is rounded)."""
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+
+    def float32_policies(config):
+        if isinstance(config, dict):
+            if config.get("class_name") == "DTypePolicy":
+                return {**config, "config": {**config["config"], "name": "float32"}}
+            return {key: float32_policies(value) for key, value in config.items()}
+        if isinstance(config, list):
+            return [float32_policies(item) for item in config]
+        return config
+
+    copy = model.__class__.from_config(float32_policies(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def write_version(export_dir, write_saved_model, *, class_names, metadata):
@@ -379,6 +410,9 @@ def main(argv=None):
     parser.add_argument("--export-dir", help="default: the run's export_dir from its config.json")
     parser.add_argument("--labels", help="class names, one per line (default: labels.txt "
                                          "beside the checkpoint)")
+    parser.add_argument("--export-precision", choices=EXPORT_PRECISIONS, default="float32",
+                        help="float32 (default: runs on any CPU, converts to TFLite) or "
+                             "as-trained (bfloat16 compute after mixed_bfloat16 training)")
     args = parser.parse_args(argv)
     checkpoint = pathlib.Path(args.checkpoint)
     run_dir = checkpoint.parent
@@ -410,7 +444,7 @@ def main(argv=None):
             raise ValueError(f"{labels} has {len(class_names)} classes, the model "
                              f"{model.output.shape[-1]} outputs")
         version = export_model(model, export_dir, class_names=class_names,
-                               metadata={"config": config})
+                               metadata={"config": config}, precision=args.export_precision)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

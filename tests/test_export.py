@@ -636,3 +636,34 @@ def test_a_killed_exports_staging_is_removed_by_the_next(tmp_path):
             ".staging-live", ".staging-live.lock", ".staging-young", "1"]
     export.export_model(model, base, class_names=["a", "b"])  # its writer has gone now
     assert sorted(p.name for p in base.iterdir()) == [".staging-young", "1", "2"]
+
+
+def test_a_mixed_precision_model_exports_in_float32_and_converts_to_tflite(tmp_path):
+    """bfloat16 compute needs AVX-512 (oneDNN refuses the convolution on an AVX2 server) and
+    TFLite: the export computes in float32 unless asked otherwise, with the same weights."""
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(4)
+        model = build_model("cifar", num_classes=3, image_size=16)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    portable = export.export_model(model, tmp_path / "m", class_names=CLASSES)
+    as_trained = export.export_model(model, tmp_path / "m", class_names=CLASSES,
+                                     precision="as-trained")
+    compute = [json.loads((v / "assets" / "metadata.json").read_text())["compute_dtype"]
+               for v in (portable, as_trained)]
+    assert compute == ["float32", "bfloat16"]
+    views = np.random.default_rng(5).uniform(0, 255, (100, 16, 16, 3)).astype("float32")
+    float32_model = export.in_float32(model)
+    expected = tf.nn.softmax(float32_model(views)).numpy()
+    served = tf.saved_model.load(str(portable)).signatures["serving_preprocessed"]
+    np.testing.assert_allclose(served(images=tf.constant(views))["probabilities"], expected,
+                               atol=1e-6)
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(portable), signature_keys=["serving_preprocessed"])
+    lite = tf.lite.Interpreter(model_content=converter.convert())
+    answer = lite.get_signature_runner("serving_preprocessed")(images=views)
+    np.testing.assert_allclose(answer["probabilities"], expected, atol=1e-5)
+    assert (answer["probabilities"].argmax(1) == expected.argmax(1)).all()  # same top-1
+    with pytest.raises(ValueError, match="--export-precision must be one of"):
+        export.export_model(model, tmp_path / "m", class_names=CLASSES, precision="bfloat16")
