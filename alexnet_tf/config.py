@@ -12,7 +12,6 @@ import typing
 from alexnet_tf.data import CROPS, default_crop
 from alexnet_tf.model import INITS, VARIANTS, default_image_size
 from alexnet_tf.recipes import DEFAULT_RECIPE, RECIPES
-from alexnet_tf.sources import folder_name, is_folder
 
 # Fields added later, with what every run saved before them did (a callable reads it from the
 # saved config): an older run resumes only with that value, so the run stays the one it was.
@@ -88,6 +87,19 @@ class Config:
         if is_folder(self.data):
             return folder_name(self.data)
         return self.data.removeprefix("tfds:").replace("/", "_")
+
+
+def is_folder(source):
+    """--data names a folder when it is a path (a separator, a leading dot) or an existing
+    folder; otherwise it is a tensorflow-datasets name (or `synthetic`)."""
+    return source != "synthetic" and not source.startswith("tfds:") and (
+        os.sep in source or source.startswith(".") or os.path.isdir(source))
+
+
+def folder_name(path):
+    """The data folder's name, its parent's for a train/ folder (cifar10/train -> cifar10)."""
+    path = pathlib.Path(path).resolve()
+    return path.parent.name if path.name in ("train", "training") else path.name
 
 
 # "paper for paper/torchvision, seed for seed, ...": from DEFAULT_RECIPE, so it cannot go stale.
