@@ -44,11 +44,13 @@ def model_from_export(path):
     from alexnet_tf.inference import Classifier
 
     classifier = Classifier(path)
-    variant = (classifier.metadata.get("config") or {}).get("variant")
-    if not variant:
+    config = classifier.metadata.get("config") or {}
+    if not config.get("variant"):
         raise ValueError(f"{classifier.path} records no variant in assets/metadata.json")
-    model = build_model(variant, num_classes=len(classifier.class_names),
-                        image_size=classifier.image_size)
+    # The training's dropout rates: `dropout_predictions` samples the masks it trained with.
+    model = build_model(config["variant"], num_classes=len(classifier.class_names),
+                        image_size=classifier.image_size, dropout=config.get("dropout", 0.5),
+                        conv_dropout=config.get("conv_dropout", 0.0))
     saved = {v.name.removesuffix(":0"): v for v in classifier.module.variables}
     missing = [w.path for w in model.weights if w.path not in saved]
     if missing:
@@ -120,8 +122,17 @@ def local_response_norm(maps):
 
 
 def lrn_maps(model, image, layer="lrn1"):
-    """(maps before, maps after) an LRN layer of the model for `image`."""
-    return layer_input_output(model, image, layer)
+    """(maps before, maps after) an LRN layer of the model for `image`.
+
+    "After" is the layer's own op on "before" in float32: under mixed_bfloat16 the layer's
+    output is rounded to bfloat16 (8 significant bits, ~0.4%), coarser than what the
+    neighbours' damping changes on small activations."""
+    target = model.get_layer(layer)
+    before = layer_input_output(model, image, layer)[0]
+    after = tf.nn.local_response_normalization(
+        before[None], depth_radius=target.depth_radius, bias=target.bias, alpha=target.alpha,
+        beta=target.beta)
+    return before, after.numpy()[0]
 
 
 def layer_input_output(model, image, layer):

@@ -84,6 +84,8 @@ def test_lrn_follows_the_paper_formula_in_the_model_and_on_maps(paper, image):
     assert before.shape == after.shape == (15, 15, 96)
     np.testing.assert_allclose(after, numpy_lrn(before), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(explain.local_response_norm(before), after, rtol=1e-5, atol=1e-6)
+    in_model = explain.activation_maps(paper, image, ["lrn1"])["lrn1"]  # the layer's own output
+    np.testing.assert_allclose(in_model, after, rtol=1e-5, atol=1e-6)
     assert explain.LRN_TF["depth_radius"] == explain.LRN_PAPER["n"] // 2
     assert explain.LRN_TF["bias"] == explain.LRN_PAPER["k"]
 
