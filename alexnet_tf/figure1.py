@@ -14,7 +14,8 @@ The paper gives nothing else. What this reproduction chooses where it is silent:
   the authors' own code of the time: conv 32 5x5 -> max-pool 3x3/2 -> conv 32 5x5 -> max-pool
   3x3/2 -> conv 64 5x5 -> max-pool 3x3/2 -> dense 10 (softmax): four layers with weights. The
   activation (ReLU or tanh) follows each convolution; everything else is identical, including
-  the initial weights (the same seed, Glorot-uniform, which suits tanh).
+  the initial weights (the same seed; Glorot-uniform, which suits tanh, or with `--init paper`
+  N(0, 0.01) as section 5).
 - Inputs: the 32x32 images as stored, per-channel standardised; no augmentation, no dropout, no
   weight decay ("no regularization of any kind").
 - Optimiser: SGD with momentum 0.9 (section 5's), batch 128 (section 5's).
