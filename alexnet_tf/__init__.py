@@ -5,7 +5,8 @@ import os
 # TensorFlow's C++ INFO lines (oneDNN, CUDA probes) drown the progress bar on CPU machines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from alexnet_tf import budget  # noqa: E402,F401 (registers the schedule best.keras names)
+# Registered with Keras here, so that loading a best.keras that names them needs no other import.
+from alexnet_tf import budget, optim  # noqa: E402,F401
 from alexnet_tf.layers import LocalResponseNormalization  # noqa: E402
 from alexnet_tf.model import VARIANTS, build_model, count_flops  # noqa: E402
 

@@ -5,6 +5,10 @@ Every function works eagerly and inside `tf.data`, on uint8 or float images with
 the same seed gives the same batches.
 """
 
+import dataclasses
+import functools
+import types
+
 import numpy as np
 import tensorflow as tf
 
@@ -112,34 +116,92 @@ def mixup(images, labels, seed, alpha):
     return blend(images, weight[:, None, None, None]), blend(labels, weight[:, None])
 
 
-def train_augment(image, seed, *, image_size, crop="random", flip=True, lighting_std=0.0,
-                  eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC, cutout_size=0,
-                  cutout_fill=(0.0, 0.0, 0.0)):
-    """Random crop, horizontal flip, PCA lighting and cutout of one stored image; float32 out.
+def random_crop(image, seed, image_size, crop):
+    """The training crop of one float32 stored image.
 
-    crop: "random" takes an `image_size` crop of the stored (larger) image, as the paper's 224
-    crops of 256x256 images (section 4.1); "pad" zero-pads by 4 first (32 px variants);
-    "none" uses the whole image, resized to `image_size` unless it is stored at that size.
+    "random" takes an `image_size` crop of the stored (larger) image, as the paper's 224 crops
+    of 256x256 images (section 4.1); "pad" zero-pads by 4 first (32 px variants); "none" uses
+    the whole image, resized to `image_size` unless it is stored at that size.
     """
-    crop_seed, flip_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    image = tf.cast(image, tf.float32)
     if crop == "pad":
         image = tf.pad(image, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
     if crop in ("pad", "random"):
-        image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], crop_seed)
-    elif crop == "none":
+        return tf.image.stateless_random_crop(image, [image_size, image_size, 3], seed)
+    if crop == "none":
         if tuple(image.shape[:2]) != (image_size, image_size):
             image = resize_and_center_crop(image, image_size)
-    else:
-        raise ValueError(f"Unknown crop '{crop}'; expected random, pad or none.")
-    if flip:
-        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    if lighting_std:
-        image = lighting(image, light_seed, lighting_std, eigval, eigvec)
-    if cutout_size:  # its own seed: the crop, flip and lighting of a seed stay as they were
-        image = cutout(image, tf.random.experimental.stateless_fold_in(seed, 3), cutout_size,
-                       cutout_fill)
-    return image
+        return image
+    raise ValueError(f"Unknown crop '{crop}'; expected random, pad or none.")
+
+
+def random_flip(image, seed):
+    return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainPreset:
+    """The training augmentation of a run: the crop, then `per_image` steps on each image and
+    `per_batch` steps on each batch of images and one-hot labels.
+
+    Each step is (stream, function(x, seed)) and draws from its own stream of the seed:
+    streams 0-2 split the seed three ways (crop, flip, lighting), later ones fold their number
+    in. A step added with a new number leaves every other step's draws as they were.
+    """
+
+    image_size: int
+    crop: str = "random"
+    per_image: tuple = ()
+    per_batch: tuple = ()
+
+    def image(self, image, seed):
+        """One stored image (uint8 or float, 0-255) -> float32 [image_size, image_size, 3]."""
+        split = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        image = random_crop(tf.cast(image, tf.float32), split[0], self.image_size, self.crop)
+        for stream, step in self.per_image:
+            image = step(image, _stream(seed, split, stream))
+        return image
+
+    def batch(self, images, labels, seed):
+        for stream, step in self.per_batch:
+            images, labels = step(images, labels, _stream(seed, (), stream))
+        return images, labels
+
+
+def _stream(seed, split, stream):
+    return split[stream] if stream < len(split) else tf.random.experimental.stateless_fold_in(
+        seed, stream)
+
+
+def train_preset(options, *, image_size, fill=(0.0, 0.0, 0.0), eigen=None):
+    """The TrainPreset that `options` (a Config, or anything with its fields crop, flip,
+    lighting, cutout and mixup) asks for. `fill`: the colour Cutout paints, the one the model's
+    input normalisation maps to 0; `eigen`: (eigval, eigvec) for lighting (ImageNet's if None).
+
+    A new augmentation is a config field and one branch here.
+    """
+    eigval, eigvec = eigen or (IMAGENET_EIGVAL, IMAGENET_EIGVEC)
+    per_image, per_batch = [], []
+    if options.flip:
+        per_image.append((1, random_flip))
+    if options.lighting:
+        per_image.append((2, functools.partial(lighting, std=options.lighting, eigval=eigval,
+                                               eigvec=eigvec)))
+    if options.cutout:
+        per_image.append((3, functools.partial(cutout, size=options.cutout, fill=fill)))
+    if options.mixup:  # on a batch, so that partners come from the same batch
+        per_batch.append((4, functools.partial(mixup, alpha=options.mixup)))
+    return TrainPreset(image_size, options.crop, tuple(per_image), tuple(per_batch))
+
+
+def train_augment(image, seed, *, image_size, crop="random", flip=True, lighting_std=0.0,
+                  eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC, cutout_size=0,
+                  cutout_fill=(0.0, 0.0, 0.0)):
+    """The training augmentation of one stored image, named keyword by keyword; float32 out."""
+    options = types.SimpleNamespace(crop=crop, flip=flip, lighting=lighting_std,
+                                    cutout=cutout_size, mixup=0.0)
+    preset = train_preset(options, image_size=image_size, fill=cutout_fill,
+                          eigen=(eigval, eigvec))
+    return preset.image(image, seed)
 
 
 def ten_crop(image, image_size, crop="random"):

@@ -1,7 +1,7 @@
 """Training against the wall clock: a clock callback and a cosine schedule it can fit to a budget.
 
-A cosine schedule only pays off if it reaches its end: cut short at epoch 7 of 27, it stops at
-87% of its peak learning rate. With `--time-budget`, the clock measures the minutes per epoch
+A cosine schedule only pays off if it reaches its end: cut short early, it stops near its peak
+learning rate. With `--time-budget`, the clock measures the minutes per epoch
 and moves the schedule's end to the last epoch that fits, so a slow CPU anneals fully too.
 """
 
@@ -11,6 +11,12 @@ import pathlib
 import time
 
 import keras
+
+
+def warmup_within(warmup_steps, total_steps):
+    """The warm-up steps a schedule of `total_steps` keeps: as planned, up to a fifth of them,
+    so that a short run (or a short time budget) still spends most of its steps annealing."""
+    return int(min(warmup_steps, total_steps / 5))
 
 
 @keras.saving.register_keras_serializable(package="alexnet_tf")
@@ -27,10 +33,17 @@ class FittedCosineDecay(keras.optimizers.schedules.CosineDecay):
         self.warmup_steps = keras.Variable(float(warmup_steps), dtype="float32", trainable=False,
                                            name="warmup_steps")
 
+    @classmethod
+    def linear_warmup(cls, learning_rate, total_steps, warmup_steps):
+        """Linear warm-up from 0 to `learning_rate` (at most a fifth of the steps, see
+        `warmup_within`), then cosine decay to 0 at step `total_steps`."""
+        warmup = warmup_within(warmup_steps, total_steps)
+        return cls(0.0 if warmup else learning_rate, decay_steps=max(1, total_steps - warmup),
+                   warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
+
     def fit_to(self, total_steps):
-        """Ends the decay at `total_steps` (warm-up included). The warm-up keeps its length up
-        to a fifth of the steps (train's rule), so a short plan still anneals to 0."""
-        warmup = min(self.planned_warmup_steps, total_steps // 5)
+        """Ends the decay at `total_steps` (warm-up included), the warm-up kept within them."""
+        warmup = warmup_within(self.planned_warmup_steps, total_steps)
         self.warmup_steps.assign(float(warmup))
         self.decay_steps.assign(float(max(1, total_steps - warmup)))
 
@@ -52,8 +65,7 @@ class TrainingClock(keras.callbacks.Callback):
     the slowest of the last five epochs (a shared machine's pace swings from epoch to epoch).
     Given a FittedCosineDecay `schedule` too, after every epoch it plans the epochs the budget
     holds at the mean pace so far, leaving room for the last one to be that slow (at most
-    `max_epochs`), fits the schedule to them and stops when they are done. The warm-up keeps
-    its length, up to a fifth of the planned steps.
+    `max_epochs`), fits the schedule to them and stops when they are done.
 
     After the first epoch of a session it prints the minutes per epoch and when the run should
     end (with a budget: how many epochs fit), so a long run says early how long it takes.
@@ -132,8 +144,8 @@ class TrainingClock(keras.callbacks.Callback):
 
     def _plan(self, minutes):
         pace = minutes / self.epochs_done  # minutes per epoch, validation included
-        # Room for the last epoch to be as slow as the slowest recent one: planned at the mean
-        # alone, a VM alternating 0.9 and 1.4 min/epoch ended a 60-min run 0.6 s past the hour.
+        # Room for the last epoch to be as slow as the slowest recent one: a shared machine's
+        # pace swings, and a plan at the mean alone can end past the budget.
         slack = max(0.0, max(self.recent_epochs, default=pace) - pace)
         fits = int((self.budget - slack) / pace) if pace > 0 else self.max_epochs
         self.planned_epochs = max(self.epochs_done, min(self.max_epochs, fits))

@@ -4,7 +4,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import types
 import typing
@@ -12,13 +11,8 @@ import typing
 from alexnet_tf.data import CROPS, default_crop
 from alexnet_tf.model import INITS, VARIANTS, default_image_size
 from alexnet_tf.recipes import DEFAULT_RECIPE, RECIPES
+from alexnet_tf.sources import folder_name, is_folder
 
-# Fields added later, with what every run saved before them did (a callable reads it from the
-# saved config): an older run resumes only with that value, so the run stays the one it was.
-BEFORE_IT_EXISTED = {"cutout": 0, "mixup": 0.0, "conv_dropout": 0.0, "coupled_weight_decay": 0.0,
-                     "split_seed": lambda old: old.get("seed", 0),  # --seed drew the split then
-                     "crop": lambda old: default_crop(old.get("image_size")
-                                                      or default_image_size(old["variant"]))}
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "cosine", "constant")
 OPTIMIZERS = ("sgd", "adam")
@@ -87,19 +81,6 @@ class Config:
         if is_folder(self.data):
             return folder_name(self.data)
         return self.data.removeprefix("tfds:").replace("/", "_")
-
-
-def is_folder(source):
-    """--data names a folder when it is a path (a separator, a leading dot) or an existing
-    folder; otherwise it is a tensorflow-datasets name (or `synthetic`)."""
-    return source != "synthetic" and not source.startswith("tfds:") and (
-        os.sep in source or source.startswith(".") or os.path.isdir(source))
-
-
-def folder_name(path):
-    """The data folder's name, its parent's for a train/ folder (cifar10/train -> cifar10)."""
-    path = pathlib.Path(path).resolve()
-    return path.parent.name if path.name in ("train", "training") else path.name
 
 
 # "paper for paper/torchvision, seed for seed, ...": from DEFAULT_RECIPE, so it cannot go stale.
@@ -266,7 +247,7 @@ def load_json(path):
         raise ConfigError(f"Cannot read config file {path}: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a JSON object of config keys")
-    values.pop("overwrite", None)  # a flag only (see record); older config.json files hold it
+    values.pop("overwrite", None)  # what one command does (see record), not a run's setting
     fields = {f.name: f for f in dataclasses.fields(Config)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -296,18 +277,18 @@ def default_workdir(config):
 
 
 def differences(old, new):
-    """Names of the fields (that define a run) whose values differ.
-
-    A field added after `old` was saved counts as what runs did before it, so older runs still
-    resume."""
+    """Names of the fields (that define a run) whose values differ between the saved config
+    `old` (a dict) and `new`; a field `old` lacks differs."""
     return [f.name for f in dataclasses.fields(Config) if f.name not in NOT_PART_OF_THE_RUN
-            and saved_value(old, f.name) != getattr(new, f.name)]
+            and old.get(f.name, _MISSING) != getattr(new, f.name)]
 
 
 def saved_value(old, name):
-    """The value of `name` in the saved config `old`, or what runs did before it existed."""
-    before = BEFORE_IT_EXISTED.get(name, Config.__dataclass_fields__[name].default)
-    return old.get(name, before(old) if callable(before) else before)
+    """The value of `name` in the saved config `old`, or the field's default."""
+    return old.get(name, Config.__dataclass_fields__[name].default)
+
+
+_MISSING = object()
 
 
 def _recipe_default(name):

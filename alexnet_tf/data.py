@@ -5,12 +5,12 @@ square, unbatched); `train_pipeline` and `eval_pipeline` batch a split for train
 """
 
 import dataclasses
+import types
 
 import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import augment
-from alexnet_tf.model import RGB_MEAN  # cutout's fill: 0 after the model's normalisation
 
 SPLITS = ("train", "val", "test")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -74,33 +74,32 @@ class Data:
     bad_files: list
 
 
-def train_pipeline(split, geometry, *, batch_size, num_classes, seed, flip=True,
+def train_pipeline(split, geometry, *, batch_size, num_classes, seed, preset=None, flip=True,
                    lighting_std=0.0, eigval=augment.IMAGENET_EIGVAL,
-                   eigvec=augment.IMAGENET_EIGVEC, cutout=0, cutout_fill=RGB_MEAN, mixup=0.0):
-    """Shuffled, augmented, one-hot batches of `batch_size` (the global batch); with `mixup`
-    (alpha), blended images and soft labels. `cutout_fill`: the colour the model's input
-    normalisation maps to 0 (`model.input_mean`)."""
+                   eigvec=augment.IMAGENET_EIGVEC, cutout=0, cutout_fill=(0.0, 0.0, 0.0),
+                   mixup=0.0):
+    """Shuffled, augmented, one-hot batches of `batch_size` (the global batch).
+
+    The augmentation is `preset` (an augment.TrainPreset, built by `augment.train_preset` from
+    the run's config); without one, the keywords describe it, as their config fields do.
+    """
+    if preset is None:
+        options = types.SimpleNamespace(crop=geometry.crop, flip=flip, lighting=lighting_std,
+                                        cutout=cutout, mixup=mixup)
+        preset = augment.train_preset(options, image_size=geometry.image_size, fill=cutout_fill,
+                                      eigen=(eigval, eigvec))
     buffer = split.size if split.images is not None else min(split.size, 10_000)
     images = split.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     # One stateless seed pair per image, new each epoch, the same for the same `seed`.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-
-    def augment_one(example, pair):
-        image, label = example
-        return augment.train_augment(
-            image, pair, image_size=geometry.image_size, crop=geometry.crop, flip=flip,
-            lighting_std=lighting_std, eigval=eigval, eigvec=eigvec, cutout_size=cutout,
-            cutout_fill=cutout_fill), label
-
-    ds = tf.data.Dataset.zip(images, seeds).map(augment_one, num_parallel_calls=AUTOTUNE)
+    ds = tf.data.Dataset.zip(images, seeds).map(
+        lambda example, pair: (preset.image(example[0], pair), example[1]),
+        num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
-    if mixup:  # after batching, so that partners come from the same batch
-
-        def blend(batch, pair):  # fold_in: a stream apart from the images' own seeds
-            return augment.mixup(*batch, tf.random.experimental.stateless_fold_in(pair, 4), mixup)
-
-        ds = tf.data.Dataset.zip(ds, seeds).map(blend, num_parallel_calls=AUTOTUNE)
+    if preset.per_batch:
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda batch, pair: preset.batch(*batch, pair),
+                                                num_parallel_calls=AUTOTUNE)
     return _finish(ds)
 
 

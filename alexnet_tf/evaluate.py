@@ -10,10 +10,12 @@ import argparse
 import json
 import pathlib
 import sys
+import time
 
 import numpy as np
+import tensorflow as tf
 
-from alexnet_tf import config, data as data_lib, plots, sources
+from alexnet_tf import data as data_lib, plots, sources
 from alexnet_tf.inference import Classifier, ModelNotFound
 
 
@@ -55,6 +57,24 @@ def compute_metrics(probabilities, labels, class_names):
     }
 
 
+def evaluate_model(model, split, geometry, class_names, *, batch_size, tta=False):
+    """Metrics of a Keras model (logits out) on a split, with the images per second of the
+    centre-crop pass; with `tta`, the 10-crop top-1 and top-5 too."""
+    # No Python control flow to convert: autograph=False spares a warning about the lambda.
+    predict = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)),
+                          autograph=False)
+    started = time.time()
+    probabilities, labels = predict_split(
+        predict, data_lib.eval_pipeline(split, geometry, batch_size=batch_size))
+    metrics = compute_metrics(probabilities, labels, class_names)
+    metrics["eval_examples_per_second"] = len(labels) / (time.time() - started)
+    if tta:
+        ten = compute_metrics(*predict_split(predict, data_lib.eval_pipeline(
+            split, geometry, batch_size=batch_size, ten_crop=True), True), class_names)
+        metrics.update(top1_10crop=ten["top1"], top5_10crop=ten["top5"])
+    return metrics
+
+
 def predict_export(classifier, dataset_split, geometry, data_classes, *, batch_size=256,
                    ten_crop=False):
     """(probabilities [N, C], labels [N]) of an export on a split whose labels index
@@ -89,6 +109,28 @@ def evaluate_export(classifier, dataset_split, geometry, data_classes, *, batch_
 
 
 def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, not {args.batch_size}")
+    try:
+        for out in filter(None, (args.plot, args.json)):  # before the work, not after it
+            pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
+        members = _members(args.model)
+        split, outputs, loads = _predict_members(members, args)
+    except (ModelNotFound, data_lib.DataError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    _write_bad_files(sorted({f for d in loads.values() for f in d.bad_files}),
+                     args.bad_files or members[0].path.parent / "bad_files.txt")
+    metrics = _metrics(members, outputs, args, split)
+    plots.confusion_matrix(metrics["confusion_matrix"], members[0].class_names, args.plot,
+                           title=f"{args.data} ({split})")
+    _report(metrics, args)
+    return 0
+
+
+def _parser():
     parser = argparse.ArgumentParser(prog="python -m alexnet_tf.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, nargs="+",
@@ -112,82 +154,98 @@ def main(argv=None):
                         help="default: the training run's, from the export's metadata (else 0); "
                              "--seed is its older name")
     parser.add_argument("--batch-size", type=int, default=256)
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, not {args.batch_size}")
-    try:
-        for out in filter(None, (args.plot, args.json)):  # before the work, not after it
-            pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
-        members = [Classifier(path) for path in args.model]
-        reference = members[0].class_names
-        for member in members:
-            names = member.class_names
-            if len(set(names)) < len(names):
-                raise data_lib.DataError(f"{member.path}: labels.txt names a class twice")
-            if set(names) != set(reference):
-                raise data_lib.DataError(
-                    f"{member.path} knows other classes than {members[0].path}: "
-                    f"{sorted(set(names) - set(reference))} instead of "
-                    f"{sorted(set(reference) - set(names))}")
-        splits = [_split_of(member, args) for member in members]
-        loads, split = {}, args.split
+    return parser
 
-        def load(image_size):  # once per input size, not once per member
-            if image_size not in loads:
-                loads[image_size] = sources.load(args.data, image_size=image_size,
-                                                 splits=(split,), **splits[0])
-            return loads[image_size]
 
-        if split == "test" and load(members[0].image_size).test is None:
-            print(f"{args.data} has no test split: evaluating on the validation split")
-            split, loads = "val", {}
-        held_out = [sources.split_settings(args.data, **s) for s in splits]
-        if split != "test" and any(h != held_out[0] for h in held_out):
+def _members(paths):
+    """The exports to evaluate, checked to know the same classes."""
+    members = [Classifier(path) for path in paths]
+    reference = members[0].class_names
+    for member in members:
+        names = member.class_names
+        if len(set(names)) < len(names):
+            raise data_lib.DataError(f"{member.path}: labels.txt names a class twice")
+        if set(names) != set(reference):
             raise data_lib.DataError(
-                f"the models hold out different validation splits ({_describe(held_out)}): on "
-                f"{split}, each would be scored on images another trained on; pass "
-                "--split-seed and --val-fraction to evaluate them on one anyway")
-        outputs = []
-        for member in members:
-            trained = _trained(member)
-            if split == "val" and not _same_source(trained.get("data"),
-                                                   member.metadata.get("data_path"), args.data):
-                name = "the model" if len(members) == 1 else member.path
-                print(f"warning: {name} was trained on {trained.get('data', 'other data')}: "
-                      f"a validation split carved from {args.data} may hold images it trained on")
-            dataset = load(member.image_size)
-            probabilities, labels = predict_export(
-                member, getattr(dataset, split), _geometry(member), dataset.class_names,
-                batch_size=args.batch_size, ten_crop=args.tta)
-            # Columns and labels in the first model's class order.
-            order = [member.class_names.index(c) for c in reference]
-            to_reference = np.array([reference.index(c) for c in member.class_names])
-            outputs.append((probabilities[:, order], to_reference[labels]))
-        if any(not np.array_equal(labels, outputs[0][1]) for _, labels in outputs):
-            raise data_lib.DataError("the models were shown different images or labels")
-    except (ModelNotFound, data_lib.DataError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    _write_bad_files(sorted({f for d in loads.values() for f in d.bad_files}),
-                     args.bad_files or members[0].path.parent / "bad_files.txt")
-    labels = outputs[0][1]
-    suffix = ", 10-crop" if args.tta else ""
+                f"{member.path} knows other classes than {members[0].path}: "
+                f"{sorted(set(names) - set(reference))} instead of "
+                f"{sorted(set(reference) - set(names))}")
+    return members
+
+
+def _predict_members(members, args):
+    """(the split evaluated, each member's (probabilities, labels) in the first member's class
+    order, the loaded data by input size)."""
+    splits = [_split_of(member, args) for member in members]
+    loads, split = {}, args.split
+
+    def load(image_size):  # once per input size, not once per member
+        if image_size not in loads:
+            loads[image_size] = sources.load(args.data, image_size=image_size,
+                                             splits=(split,), **splits[0])
+        return loads[image_size]
+
+    if split == "test" and load(members[0].image_size).test is None:
+        print(f"{args.data} has no test split: evaluating on the validation split")
+        split, loads = "val", {}
+    held_out = [sources.split_settings(args.data, **s) for s in splits]
+    if split != "test" and any(h != held_out[0] for h in held_out):
+        raise data_lib.DataError(
+            f"the models hold out different validation splits ({_describe(held_out)}): on "
+            f"{split}, each would be scored on images another trained on; pass "
+            "--split-seed and --val-fraction to evaluate them on one anyway")
+    outputs = []
+    for member in members:
+        if split == "val":
+            _warn_if_trained_elsewhere(member, args.data, len(members) > 1)
+        outputs.append(_predict_member(member, load(member.image_size), split, args,
+                                       members[0].class_names))
+    if any(not np.array_equal(labels, outputs[0][1]) for _, labels in outputs):
+        raise data_lib.DataError("the models were shown different images or labels")
+    return split, outputs, loads
+
+
+def _warn_if_trained_elsewhere(member, data, several):
+    trained = _trained(member)
+    if not _same_source(trained.get("data"), member.metadata.get("data_path"), data):
+        name = member.path if several else "the model"
+        print(f"warning: {name} was trained on {trained.get('data', 'other data')}: "
+              f"a validation split carved from {data} may hold images it trained on")
+
+
+def _predict_member(member, dataset, split, args, reference):
+    probabilities, labels = predict_export(
+        member, getattr(dataset, split), _geometry(member), dataset.class_names,
+        batch_size=args.batch_size, ten_crop=args.tta)
+    # Columns and labels in the first model's class order.
+    order = [member.class_names.index(c) for c in reference]
+    to_reference = np.array([reference.index(c) for c in member.class_names])
+    return probabilities[:, order], to_reference[labels]
+
+
+def _metrics(members, outputs, args, split):
+    """The model's metrics, or the ensemble's (section 6 of the paper: "averaging the
+    predictions of five similar CNNs") with each member's top-1 and top-5."""
+    reference, labels = members[0].class_names, outputs[0][1]
     if len(members) == 1:
         metrics = {"model": str(members[0].path)}
     else:
-        # Section 6 of the paper: "averaging the predictions of five similar CNNs".
         member_metrics = [compute_metrics(p, labels, reference) for p, _ in outputs]
         metrics = {"models": [str(m.path) for m in members],
                    "members": [{"model": str(m.path), "top1": x["top1"], "top5": x["top5"]}
                                for m, x in zip(members, member_metrics)]}
-        for member in metrics["members"]:
-            print(f"{split}: top-1 {member['top1']:.4f}  top-5 {member['top5']:.4f}  "
-                  f"{member['model']}{suffix}")
-        print(f"The ensemble of {len(members)} models (their probabilities averaged):")
-    metrics = {**metrics, "data": args.data, "split": split, "tta": args.tta,
-               **compute_metrics(np.mean([p for p, _ in outputs], axis=0), labels, reference)}
-    plots.confusion_matrix(metrics["confusion_matrix"], reference, args.plot,
-                           title=f"{args.data} ({split})")
+    return {**metrics, "data": args.data, "split": split, "tta": args.tta,
+            **compute_metrics(np.mean([p for p, _ in outputs], axis=0), labels, reference)}
+
+
+def _report(metrics, args):
+    suffix = ", 10-crop" if args.tta else ""
+    split = metrics["split"]
+    for member in metrics.get("members", []):
+        print(f"{split}: top-1 {member['top1']:.4f}  top-5 {member['top5']:.4f}  "
+              f"{member['model']}{suffix}")
+    if "members" in metrics:
+        print(f"The ensemble of {len(metrics['members'])} models (their probabilities averaged):")
     print(f"{split}: top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  "
           f"({metrics['num_examples']} images{suffix})")
     for name, accuracy in metrics["per_class_accuracy"].items():
@@ -197,7 +255,6 @@ def main(argv=None):
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(metrics, indent=2))
         print(f"Metrics: {args.json}")
-    return 0
 
 
 def _write_bad_files(bad_files, path):
@@ -240,9 +297,9 @@ def _first(*values):
 
 
 def _recorded(trained, key, kind):
-    """A value the training run recorded (for a field added later, what runs did before it,
-    e.g. their seed for split_seed), if it is one (metadata.json can be edited by hand)."""
-    value = config.saved_value(trained, key)
+    """A value the training run recorded, if it is one (metadata.json can be edited by hand).
+    An export whose config has no split_seed drew its split with its seed."""
+    value = trained.get(key, trained.get("seed") if key == "split_seed" else None)
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
@@ -250,11 +307,11 @@ def _same_source(trained_on, trained_path, data):
     """True unless the export names another --data (unknown counts as the same). A folder is
     compared with the absolute path training recorded; older exports hold only `--data` as
     given, which is compared as a path from here."""
-    if isinstance(trained_path, str) and config.is_folder(data):
+    if isinstance(trained_path, str) and sources.is_folder(data):
         return pathlib.Path(trained_path) == pathlib.Path(data).resolve()
     if not isinstance(trained_on, str) or trained_on == data:
         return True
-    return config.is_folder(trained_on) and config.is_folder(data) and (
+    return sources.is_folder(trained_on) and sources.is_folder(data) and (
         pathlib.Path(trained_on).resolve() == pathlib.Path(data).resolve())
 
 

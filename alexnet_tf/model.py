@@ -8,7 +8,6 @@ import math
 
 import keras
 
-from alexnet_tf import optim  # noqa: F401 (registers PyTorchAdam, which best.keras names)
 from alexnet_tf.layers import LocalResponseNormalization
 
 # One line per variant, for `--help`, the README and error messages.
@@ -56,11 +55,10 @@ _CIFAR_FEATURES = [
     # A 32 px image has no room for an 11x11/4 stem (it would leave 6x6 after conv1); a 5x5/1
     # conv1 keeps the full resolution, and the three overlapping 3x3/2 pools take 32 -> 16 -> 8 -> 4
     # as the paper's take 55 -> 27 -> 13 -> 6. Widths are roughly the paper's halved. No groups:
-    # the two towers were a 3 GB-GPU memory workaround, and grouped convolutions run about 6x
-    # slower than dense ones on CPU in TF 2.21 (measured here, mixed_bfloat16).
+    # the two towers were a 3 GB-GPU memory workaround, and grouped convolutions run much slower
+    # than dense ones on a CPU (docs/models.md).
     # LRN follows the pool, as in cuda-convnet's CIFAR-10 layers-18pct and TensorFlow's CIFAR-10
-    # tutorial (pool1 -> norm1): on a quarter of the pixels it costs a quarter, and a training
-    # step took 650 instead of 840 ms with the paper's LRN -> pool order (batch 256, bf16, here).
+    # tutorial (pool1 -> norm1): on a quarter of the pixels it costs a quarter.
     ("conv", "conv1", 64, 5, 1, "same", 1),
     ("pool", "pool1", 3, 2, "same"),
     ("lrn", "lrn1"),
@@ -82,11 +80,9 @@ def _widen(features, **filters):
             for spec in features]
 
 
-# More capacity where it is cheap on this CPU: conv2 192 and conv5 256 as in torchvision's
-# 64-192-384-256-256, conv3 and conv4 kept at 256. Training images/s relative to `cifar` (batch
-# 256, mixed_bfloat16, one short bench process of synthetic candidates): this 0.79x; conv3/conv4
-# at 384 0.5x; conv1 96 or 128 0.45-0.8x (full-resolution convolutions dominate). The full
-# 60-minute runs, on different days, gave 0.67x (243 vs 362 images/s).
+# More capacity where it is cheap on a CPU: conv2 192 and conv5 256 as in torchvision's
+# 64-192-384-256-256; conv3 and conv4 stay at 256, and conv1 at 64, because the full-resolution
+# convolutions dominate the step (docs/models.md).
 _CIFAR_WIDE_FEATURES = _widen(_CIFAR_FEATURES, conv2=192, conv5=256)
 
 _CONFIGS = {
@@ -130,6 +126,16 @@ def min_image_size(variant):
                 if _feature_size(cfg["features"], size) >= _min_feature_size(cfg))
 
 
+def check_image_size(variant, image_size):
+    """Raises ValueError when `variant` cannot take square inputs of `image_size`."""
+    cfg = _config(variant)
+    if _feature_size(cfg["features"], image_size) < _min_feature_size(cfg):
+        raise ValueError(
+            f"Variant '{variant}' needs image_size >= {min_image_size(variant)}. "
+            f"Received: image_size={image_size}"
+        )
+
+
 def build_model(
     variant="paper",
     *,
@@ -163,34 +169,42 @@ def build_model(
     """
     cfg = _config(variant)
     image_size = image_size or cfg["image_size"]
-    if _feature_size(cfg["features"], image_size) < _min_feature_size(cfg):
-        raise ValueError(
-            f"Variant '{variant}' needs image_size >= {min_image_size(variant)}. "
-            f"Received: image_size={image_size}"
-        )
+    check_image_size(variant, image_size)
     if init not in INITS:
         raise ValueError(f"Unknown init '{init}'; expected one of {INITS}.")
-
-    def dense_args(name, fan_in):
-        args = {"kernel_regularizer": keras.regularizers.L2(l2) if l2 else None}
-        if init == "paper":
-            args["kernel_initializer"] = keras.initializers.RandomNormal(0.0, 0.01)
-            args["bias_initializer"] = "ones" if name in _PAPER_UNIT_BIAS else "zeros"
-        elif init == "torch":
-            args.update(_torch_init(fan_in))
-        return args
-
     inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
     # Normalise in float32: bfloat16 cannot hold 123.675 or 0-255 offsets precisely.
     mean, std = cfg.get("normalize", (RGB_MEAN, RGB_STD))
     x = keras.layers.Normalization(
         mean=mean, variance=[s * s for s in std], dtype="float32", name="normalize"
     )(inputs)
-    # Dropout on pooled conv features, as Network in Network and All-CNN (Springenberg et al.
-    # 2014) regularise their no-BN CIFAR-10 nets; it goes where a stage ends, so the LRN after a
-    # `cifar` pool still normalises undropped responses.
+    x = _features(x, cfg["features"], conv_dropout, init, l2)
+    if cfg["adaptive_pool"]:
+        x = keras.layers.AdaptiveAveragePooling2D(cfg["adaptive_pool"], name="avgpool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    logits = _classifier(x, cfg, num_classes, dropout, init, l2)
+    return keras.Model(inputs, logits, name=f"alexnet_{variant}")
+
+
+def _weight_args(name, fan_in, init, l2):
+    """The initialisers and regulariser of the layer `name` for `init` and `l2`."""
+    args = {"kernel_regularizer": keras.regularizers.L2(l2) if l2 else None}
+    if init == "paper":
+        args["kernel_initializer"] = keras.initializers.RandomNormal(0.0, 0.01)
+        args["bias_initializer"] = "ones" if name in _PAPER_UNIT_BIAS else "zeros"
+    elif init == "torch":
+        args.update(_torch_init(fan_in))
+    return args
+
+
+def _features(x, specs, conv_dropout, init, l2):
+    """The feature extractor's layers on `x`, from their specs.
+
+    Dropout on pooled conv features, as Network in Network and All-CNN (Springenberg et al.
+    2014) regularise their no-BN CIFAR-10 nets, goes where a stage ends, so the LRN after a
+    `cifar` pool still normalises undropped responses."""
     stage_end = None  # the name of the dropout owed before the next convolution
-    for spec in cfg["features"]:
+    for spec in specs:
         kind, name = spec[:2]
         if kind == "conv":
             if stage_end:
@@ -200,7 +214,7 @@ def build_model(
             x = keras.layers.Conv2D(
                 filters, kernel, strides=stride, padding=padding, groups=groups,
                 activation="relu", name=name,
-                **dense_args(name, kernel * kernel * x.shape[-1] // groups),
+                **_weight_args(name, kernel * kernel * x.shape[-1] // groups, init, l2),
             )(x)
         elif kind == "lrn":
             x = LocalResponseNormalization(name=name)(x)
@@ -212,20 +226,22 @@ def build_model(
             x = keras.layers.ZeroPadding2D(spec[2], name=name)(x)
     if stage_end:  # before an adaptive pool, which may copy each cell to several outputs
         x = keras.layers.Dropout(conv_dropout, name=stage_end)(x)
-    if cfg["adaptive_pool"]:
-        x = keras.layers.AdaptiveAveragePooling2D(cfg["adaptive_pool"], name="avgpool")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
+    return x
+
+
+def _classifier(x, cfg, num_classes, dropout, init, l2):
+    """fc6, fc7 (with their dropout, after them or, in `seed`, before them) and fc8's float32
+    logits."""
     before = cfg.get("dropout_before_fc", False)
     for index, units in enumerate(cfg["fc"], start=6):
         if before:
             x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
         x = keras.layers.Dense(units, activation="relu", name=f"fc{index}",
-                               **dense_args(f"fc{index}", x.shape[-1]))(x)
+                               **_weight_args(f"fc{index}", x.shape[-1], init, l2))(x)
         if not before:
             x = keras.layers.Dropout(dropout, name=f"drop{index}")(x)
-    logits = keras.layers.Dense(num_classes, dtype="float32", name="fc8",
-                                **dense_args("fc8", x.shape[-1]))(x)
-    return keras.Model(inputs, logits, name=f"alexnet_{variant}")
+    return keras.layers.Dense(num_classes, dtype="float32", name="fc8",
+                              **_weight_args("fc8", x.shape[-1], init, l2))(x)
 
 
 def _torch_init(fan_in):

@@ -122,6 +122,36 @@ def fit(model, strategy, train_ds, val_ds, *, epochs, steps_per_epoch, callbacks
         # What fit does first: create the compiled loss/metric and optimiser variables
         # outside any tf.function (here from the dataset's spec; no batch is read).
         model._symbolic_build(data_batch=train_ds.element_spec)
+    train_function, test_function = _step_functions(model, strategy, val_dist)
+    callbacks = keras.callbacks.CallbackList(
+        callbacks, add_history=True, add_progbar=verbose != 0, model=model, verbose=verbose,
+        epochs=epochs, steps=steps_per_epoch)
+    model.stop_training = False
+    callbacks.on_train_begin()  # BackupAndRestore restores here (on the chief: of record)
+    initial_epoch = _adopt_chief_state(model, strategy, model._initial_epoch or 0)
+    if initial_epoch:
+        print(f"Resuming at epoch {initial_epoch + 1}/{epochs} from the chief's backup")
+    epoch_logs = {}
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callbacks.on_epoch_begin(epoch)
+        epoch_logs = _train_epoch(model, train_function, iter(train_dist), steps_per_epoch,
+                                  callbacks)
+        if val_dist is not None:
+            epoch_logs.update(_validate(model, test_function, val_dist, callbacks))
+        with _SigtermAfterwards():  # the backup, best.keras and history.csv row all or none
+            callbacks.on_epoch_end(epoch, epoch_logs)
+        if model.stop_training:
+            break
+    if epochs > 0:
+        model.optimizer.finalize_variable_values(model.trainable_weights)  # as fit does (EMA)
+    callbacks.on_train_end(logs=epoch_logs)
+    print(f"Final weights digest: {weights_digest(model)}")
+    return model.history
+
+
+def _step_functions(model, strategy, val_dist):
+    """The distributed train and test steps, each returning the metrics' global values."""
 
     @tf.function
     def train_function(iterator):
@@ -144,47 +174,33 @@ def fit(model, strategy, train_ds, val_ds, *, epochs, steps_per_epoch, callbacks
         strategy.run(test_step, args=(batch,))
         return model.get_metrics_result()
 
-    callbacks = keras.callbacks.CallbackList(
-        callbacks, add_history=True, add_progbar=verbose != 0, model=model, verbose=verbose,
-        epochs=epochs, steps=steps_per_epoch)
-    model.stop_training = False
-    callbacks.on_train_begin()  # BackupAndRestore restores here (on the chief: of record)
-    initial_epoch = _adopt_chief_state(model, strategy, model._initial_epoch or 0)
-    if initial_epoch:
-        print(f"Resuming at epoch {initial_epoch + 1}/{epochs} from the chief's backup")
-    epoch_logs = {}
-    for epoch in range(initial_epoch, epochs):
-        model.reset_metrics()
-        callbacks.on_epoch_begin(epoch)
-        iterator = iter(train_dist)  # a new pass: reshuffled, new augmentation draws
-        logs = {}
-        for step in range(steps_per_epoch):
-            callbacks.on_train_batch_begin(step)
-            logs = train_function(iterator)
-            callbacks.on_train_batch_end(step, logs)
-            if model.stop_training:
-                break
-        epoch_logs = _floats(logs)
-        if val_dist is not None:
-            model.reset_metrics()
-            callbacks.on_test_begin()
-            val_logs = {}
-            for step, batch in enumerate(val_dist):
-                callbacks.on_test_batch_begin(step)
-                val_logs = test_function(batch)
-                callbacks.on_test_batch_end(step, val_logs)
-            val_logs = _floats(val_logs)
-            callbacks.on_test_end(val_logs)
-            epoch_logs.update({f"val_{name}": value for name, value in val_logs.items()})
-        with _SigtermAfterwards():  # the backup, best.keras and history.csv row all or none
-            callbacks.on_epoch_end(epoch, epoch_logs)
+    return train_function, test_function
+
+
+def _train_epoch(model, train_function, iterator, steps, callbacks):
+    """One pass (a new iterator: reshuffled, new augmentation draws); its logs."""
+    logs = {}
+    for step in range(steps):
+        callbacks.on_train_batch_begin(step)
+        logs = train_function(iterator)
+        callbacks.on_train_batch_end(step, logs)
         if model.stop_training:
             break
-    if epochs > 0:
-        model.optimizer.finalize_variable_values(model.trainable_weights)  # as fit does (EMA)
-    callbacks.on_train_end(logs=epoch_logs)
-    print(f"Final weights digest: {weights_digest(model)}")
-    return model.history
+    return _floats(logs)
+
+
+def _validate(model, test_function, val_dist, callbacks):
+    """The validation logs, named val_*."""
+    model.reset_metrics()
+    callbacks.on_test_begin()
+    logs = {}
+    for step, batch in enumerate(val_dist):
+        callbacks.on_test_batch_begin(step)
+        logs = test_function(batch)
+        callbacks.on_test_batch_end(step, logs)
+    logs = _floats(logs)
+    callbacks.on_test_end(logs)
+    return {f"val_{name}": value for name, value in logs.items()}
 
 
 class _SigtermAfterwards:

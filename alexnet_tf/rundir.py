@@ -10,7 +10,7 @@ import pathlib
 import shutil
 import typing
 
-from alexnet_tf import config
+from alexnet_tf import config, sources
 
 
 class RunError(Exception):
@@ -91,8 +91,8 @@ def check(cfg, workdir, locks=None, export_dir=None):
                            "use --overwrite to start afresh")
         changed = config.differences(old, cfg)
         if changed:  # with the saved values, so resuming it takes no digging
-            was = ", ".join(f"{name} {config.saved_value(old, name)!r}, now {getattr(cfg, name)!r}"
-                            for name in changed)
+            was = ", ".join((f"{name} {old[name]!r}" if name in old else f"no {name}")
+                            + f", now {getattr(cfg, name)!r}" for name in changed)
             raise RunError(f"{workdir} holds a run with a different config ({was}): pass the "
                            "saved values to resume it, use another --workdir, or --overwrite to "
                            "start fresh")
@@ -105,7 +105,7 @@ def _check_overwrite(cfg, workdir, export_dir):
     """--overwrite empties a folder only when it holds a run of this project (or nothing),
     and never one that holds the training data or the exported models."""
     inside = workdir.resolve()
-    for flag, path in (("--data", cfg.data if config.is_folder(cfg.data) else None),
+    for flag, path in (("--data", cfg.data if sources.is_folder(cfg.data) else None),
                        ("--export-dir", export_dir)):
         if path is not None and inside in (pathlib.Path(path).resolve(),
                                            *pathlib.Path(path).resolve().parents):
@@ -209,6 +209,13 @@ def exported_version(workdir, export_dir):
 
 def record_export(workdir, version):
     write_atomically(workdir / EXPORT_RECORD, json.dumps({"version": str(version)}))
+
+
+def finish(workdir, metrics):
+    """Marks the run finished: metrics.json, written last so that a crash before it resumes,
+    then the backup goes."""
+    write_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2))
+    shutil.rmtree(workdir / "backup", ignore_errors=True)
 
 
 class Progress(typing.NamedTuple):

@@ -13,7 +13,6 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import augment
-from alexnet_tf.config import folder_name, is_folder
 from alexnet_tf.data import AUTOTUNE, SPLITS, Data, DataError, Split, geometry_for
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -48,6 +47,19 @@ def load(source, *, image_size, val_fraction=0.1, split_seed=0, limit=None, cach
                             cache, splits)
     return _load_tfds(source.removeprefix("tfds:"), geometry, val_fraction, limit, cache, data_dir,
                       splits)
+
+
+def is_folder(source):
+    """--data names a folder when it is a path (a separator, a leading dot) or an existing
+    folder; otherwise it is a tensorflow-datasets name (or `synthetic`)."""
+    return source != "synthetic" and not source.startswith("tfds:") and (
+        os.sep in source or source.startswith(".") or os.path.isdir(source))
+
+
+def folder_name(path):
+    """The data folder's name, its parent's for a train/ folder (cifar10/train -> cifar10)."""
+    path = pathlib.Path(path).resolve()
+    return path.parent.name if path.name in ("train", "training") else path.name
 
 
 def split_settings(source, *, val_fraction, split_seed):

@@ -2,15 +2,14 @@
 
     python -m alexnet_tf.train [--data cifar10|tfds:NAME|FOLDER|synthetic] [--variant cifar] ...
 
-Reads top to bottom: config -> strategy and precision -> data -> model -> fit -> evaluate ->
-plots and metrics -> export. Re-running the same command resumes an interrupted run.
+`train` is the run's steps: run directories -> strategy and precision -> data -> model ->
+callbacks -> fit -> evaluate -> export, each a call into the module that owns it. Re-running
+the same command resumes an interrupted run.
 """
 
 import dataclasses
-import json
 import math
 import pathlib
-import shutil
 import sys
 import time
 
@@ -18,8 +17,8 @@ import keras
 import tensorflow as tf
 
 from alexnet_tf import augment, budget, callbacks as callbacks_lib, config as config_lib
-from alexnet_tf import data as data_lib, distribute, multiworker, plots, rundir, sources
-from alexnet_tf.evaluate import compute_metrics, predict_split
+from alexnet_tf import data as data_lib, distribute, evaluate, multiworker, plots, preflight
+from alexnet_tf import rundir, sources
 from alexnet_tf.export import export_model
 from alexnet_tf.model import build_model, count_flops, default_image_size, input_mean
 from alexnet_tf.optim import PyTorchAdam
@@ -42,237 +41,139 @@ def main(argv=None):
 
 def train(cfg, locks=None):
     started = time.time()
-    workdir = pathlib.Path(cfg.workdir or config_lib.default_workdir(cfg))
-    export_dir = cfg.export_dir or f"saved_models/alexnet_{cfg.dataset_name}"
-    cfg = dataclasses.replace(cfg, workdir=str(workdir), export_dir=export_dir)
-    # -- Multi-worker (TF_CONFIG) ----------------------------------------------------------
-    # Only the chief's outputs are of record; other workers write to a scratch directory of
-    # their own, started empty (their training state comes from the chief) and removed at the end.
+    cfg = with_output_dirs(cfg)
     task = multiworker.task_info()
-    chief = task is None or task.is_chief
-    if task is not None and cfg.time_budget:
-        # Each worker would stop on its own clock (a resumed chief counts earlier sessions, the
-        # others do not): one stopping alone leaves the rest waiting in an all-reduce forever.
-        raise RunError("--time-budget is not supported with several workers (TF_CONFIG): "
-                       "each would stop on its own clock; use --epochs")
-    if not chief:
+    workdir, export_dir = run_dirs(cfg, task, locks)
+    strategy, precision = strategy_and_precision(cfg)
+    image_size = cfg.image_size or default_image_size(cfg.variant)
+    preflight.check_geometry(cfg.variant, image_size)
+    inputs = load_inputs(cfg, image_size, strategy.num_replicas_in_sync, task)
+    rundir.start(cfg, workdir, locks if _is_chief(task) else None, export_dir)
+    write_run_files(inputs, workdir)
+    model, schedule = compiled_model(cfg, strategy, len(inputs.class_names), image_size,
+                                     inputs.steps_per_epoch)
+    print(f"Model: alexnet '{cfg.variant}' at {image_size} px, {model.count_params():,} "
+          f"parameters, {count_flops(model) / 1e9:.3f} GFLOPs per image. Recipe: {cfg.recipe}.")
+    clock = callbacks_lib.training_clock(cfg, workdir, schedule, inputs.steps_per_epoch)
+    callbacks = callbacks_lib.for_run(cfg, workdir, clock)
+    rundir.record(cfg, workdir)
+    fit_started = time.time()
+    history = fit(model, strategy, inputs, callbacks, epochs=_epochs_left(cfg, clock),
+                  multi_worker=task is not None, verbose=cfg.verbose, workdir=workdir)
+    fit_seconds = time.time() - fit_started
+    check_converged(history, model, clock, workdir, cfg)
+    epochs_run = len(history.history.get("loss", []))
+    if not _is_chief(task):  # the chief evaluates, plots, writes metrics.json and exports
+        multiworker.remove_scratch(workdir)
+        print(f"Worker {task.index} done: {epochs_run} epoch(s) trained; the chief writes the "
+              "run's outputs")
+        return 0
+    metrics = evaluate_run(model, inputs, cfg, workdir)
+    metrics.update(
+        epochs=rundir.progress(workdir).epochs, epochs_this_session=epochs_run,
+        train_examples_per_second=(epochs_run * inputs.steps_per_epoch * cfg.batch_size
+                                   / fit_seconds if epochs_run else None),
+        train_seconds_this_session=fit_seconds, wall_seconds=time.time() - started,
+        **precision, replicas=strategy.num_replicas_in_sync,
+        **({"schedule_epochs": clock.planned_epochs} if clock.schedule is not None else {}))
+    version = export(model, cfg, workdir, export_dir, inputs, metrics)
+    rundir.finish(workdir, metrics)
+    report(cfg, workdir, metrics, version)
+    return 0
+
+
+def with_output_dirs(cfg):
+    """`cfg` with its workdir and export dir filled in."""
+    workdir = cfg.workdir or config_lib.default_workdir(cfg)
+    export_dir = cfg.export_dir or f"saved_models/alexnet_{cfg.dataset_name}"
+    return dataclasses.replace(cfg, workdir=str(workdir), export_dir=export_dir)
+
+
+def _is_chief(task):
+    return task is None or task.is_chief
+
+
+def run_dirs(cfg, task, locks):
+    """(workdir, export dir) of this process, checked (and locked) for this run.
+
+    Only the chief's outputs are of record; other workers write to a scratch directory of their
+    own, started empty (their training state comes from the chief) and removed at the end."""
+    workdir, export_dir = pathlib.Path(cfg.workdir), cfg.export_dir
+    if not _is_chief(task):
         workdir, export_dir = multiworker.worker_dirs(workdir, export_dir, task)
         multiworker.remove_scratch(workdir)
+        locks = None  # one training per workdir and export dir: the chief's
         print(f"Worker {task.index} of {task.num_workers} (not the chief): scratch outputs in "
               f"{workdir.parent}")
-    # One training per workdir and export dir: the chief's (the others' are scratch).
-    locks = locks if chief else None
     rundir.check(cfg, workdir, locks, export_dir)
-    if pathlib.Path(export_dir).is_file():  # found now, not after the training
-        raise RunError(f"--export-dir {export_dir} is a file, not a folder")
+    preflight.check_command(cfg, task, export_dir)
+    return workdir, export_dir
 
-    # -- Strategy and precision -----------------------------------------------------------
+
+def strategy_and_precision(cfg):
+    """The tf.distribute strategy, with the global mixed-precision policy set; and what to
+    record about both in metrics.json."""
     strategy, strategy_why = distribute.choose_strategy(cfg.cpu_replicas)
     policy, policy_why = distribute.choose_precision(cfg.precision)
     keras.mixed_precision.set_global_policy(policy)
     replicas = strategy.num_replicas_in_sync
     print(f"Strategy: {strategy_why}. Precision: {policy} ({policy_why}).")
-    if cfg.batch_size < replicas:
-        raise RunError(f"--batch-size {cfg.batch_size} is smaller than the {replicas} replicas")
-    if cfg.batch_size % replicas:
-        raise RunError(f"--batch-size {cfg.batch_size} (global) is not a multiple of the "
-                       f"{replicas} replicas")
-    if cfg.jit_compile and replicas > 1:
-        # XLA compiles one step that reads every replica's variables: "Trying to access
-        # resource ... located in device CPU:1 from device CPU:0" (checked on two logical CPU
-        # devices; XLA's known issue tfvariable_on_a_different_device).
-        raise RunError(f"--jit-compile does not work across the {replicas} replicas: drop it")
-    if replicas > 1:
+    preflight.check_replicas(cfg, replicas)
+    if replicas > 1:  # the rate is the recipe's: the global batch is the same, split up
         print(f"Global batch {cfg.batch_size} = {replicas} replicas x "
               f"{cfg.batch_size // replicas}; learning rate {cfg.lr} (not rescaled).")
-    image_size = cfg.image_size or default_image_size(cfg.variant)
-    try:
-        build_model(cfg.variant, num_classes=2, image_size=image_size)  # geometry check only
-    except ValueError as error:
-        raise RunError(str(error)) from None
+    return strategy, {"precision": policy, "strategy": strategy_why}
 
-    # -- Data -----------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Inputs:
+    """The loaded data and the pipelines a run trains and validates on."""
+
+    data: data_lib.Data
+    geometry: data_lib.Geometry
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    steps_per_epoch: int
+
+    @property
+    def class_names(self):
+        return self.data.class_names
+
+
+def load_inputs(cfg, image_size, replicas, task):
     tf.keras.utils.set_random_seed(cfg.seed)
     data = sources.load(cfg.data, image_size=image_size, val_fraction=cfg.val_fraction,
                         split_seed=cfg.split_seed, limit=cfg.limit, cache=cfg.cache,
                         crop=cfg.crop)
-    class_names = data.class_names
-    eigval, eigvec = augment.IMAGENET_EIGVAL, augment.IMAGENET_EIGVEC
-    if cfg.lighting and cfg.pca == "data":
-        if data.train.images is None:
-            raise RunError("--pca data needs the training images in memory, and they are "
-                           "streamed " + ("(drop --no-cache)" if not cfg.cache else
-                                          "(the split is over the in-memory cache limit): use "
-                                          "--pca imagenet"))
-        eigval, eigvec = augment.pca_from_images(data.train.images, seed=cfg.seed)
-    steps_per_epoch = data.train.size // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise RunError(f"{data.train.size} training images make no batch of {cfg.batch_size}")
-    if task is None and replicas > 1 and data.val.size < cfg.batch_size:  # see val_ds below
-        raise RunError(f"{data.val.size} validation images make no whole batch of "
-                       f"{cfg.batch_size} for the {replicas} replicas: lower --batch-size or "
-                       "raise --val-fraction")
-    # Every check has passed: only now may --overwrite delete.
-    rundir.start(cfg, workdir, locks, export_dir)
-    sources.write_bad_files(data.bad_files, workdir / "bad_files.txt")
-    (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in class_names))
+    preflight.check_data(cfg, data, replicas, multi_worker=task is not None)
     geometry = data_lib.geometry_for(image_size, cfg.crop)
-    train_ds = data_lib.train_pipeline(
-        data.train, geometry, batch_size=cfg.batch_size, num_classes=len(class_names),
-        seed=cfg.seed, flip=cfg.flip, lighting_std=cfg.lighting, eigval=eigval, eigvec=eigvec,
-        cutout=cfg.cutout, cutout_fill=input_mean(cfg.variant), mixup=cfg.mixup)
+    num_classes = len(data.class_names)
+    train_ds = data_lib.train_pipeline(data.train, geometry, batch_size=cfg.batch_size,
+                                       num_classes=num_classes, seed=cfg.seed,
+                                       preset=train_preset(cfg, image_size, data))
     # Under several replicas a last batch smaller than the replica count leaves one replica
-    # empty, and TF's CPU Conv2D fails on an empty batch: Keras' fit then monitors whole
-    # batches only. The final evaluation below always uses every image.
+    # empty, and TF's CPU Conv2D fails on an empty batch: Keras' fit then validates on whole
+    # batches only. The final evaluation always uses every image.
     val_ds = data_lib.eval_pipeline(data.val, geometry, batch_size=cfg.batch_size,
-                                    num_classes=len(class_names),
+                                    num_classes=num_classes,
                                     drop_remainder=task is None and replicas > 1)
-    print(f"Data: {data.name}, {len(class_names)} classes, {data.train.size} train / "
+    print(f"Data: {data.name}, {num_classes} classes, {data.train.size} train / "
           f"{data.val.size} val / {data.test.size if data.test else 0} test images.")
+    return Inputs(data, geometry, train_ds, val_ds, data.train.size // cfg.batch_size)
 
-    # -- Model, optimiser, metrics: all inside the strategy's scope ------------------------
-    model, schedule = compiled_model(cfg, strategy, len(class_names), image_size,
-                                     steps_per_epoch)
-    print(f"Model: alexnet '{cfg.variant}' at {image_size} px, {model.count_params():,} "
-          f"parameters, {count_flops(model) / 1e9:.3f} GFLOPs per image. Recipe: {cfg.recipe}.")
 
-    # -- Fit ------------------------------------------------------------------------------
-    # Written by the clock when the budget ends training; removed with the backup after the
-    # export. A resumed run that finds it trains no further than the epoch it names.
-    budget_reached = workdir / "backup" / "time_budget_reached"
-    past = rundir.progress(workdir)  # of a resumed run; nothing for a new one
-    clock = budget.TrainingClock(
-        past.minutes, cfg.time_budget, epochs_before=past.epochs,
-        schedule=schedule if isinstance(schedule, budget.FittedCosineDecay) else None,
-        steps_per_epoch=steps_per_epoch, max_epochs=cfg.epochs, marker=budget_reached)
-    callbacks = [
-        # With --schedule plateau: divide by 10 when validation accuracy stops improving, three
-        # times at most (section 5). Ahead of the rest, so the backup holds a cut and the
-        # clock logs the rate the next epoch uses.
-        *([keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.1,
-                                             patience=4, min_lr=cfg.lr * 1e-3)]
-          if cfg.schedule == "plateau" else []),
-        clock,  # it adds `minutes` to the logs the ones below see
-        # Resume after a crash or kill: the same command continues at the next epoch.
-        # The backup outlives `fit` until the export is written: a crash in evaluation or
-        # export resumes after the last epoch instead of training again.
-        # double_checkpoint: a kill mid-save leaves the previous epoch's backup to resume from.
-        # A damaged training_metadata.json falls back to that copy too.
-        callbacks_lib.BackupAndRestore(str(workdir / "backup"), delete_checkpoint=False,
-                                       double_checkpoint=True),
-        # With --ema: validation and the callbacks below it see the averaged weights; the
-        # backup above still holds the raw ones, so a resumed run trains on from those. Any
-        # callback that stops training must come above it (see SwapEMAWeights).
-        *([SwapEMAWeights(swap_on_epoch=True)] if cfg.ema else []),
-        # Saved under another name and renamed: a kill mid-save keeps the previous best.
-        callbacks_lib.ModelCheckpoint(
-            str(workdir / "best.keras"), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=past.best_val_accuracy),
-        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(workdir / "tensorboard")),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    rundir.record(cfg, workdir)
-    epochs = cfg.epochs
-    if clock.budget_used_up_at:
-        # It died after the budget stopped it. Fit up to that epoch: BackupAndRestore restores
-        # the weights (or, killed before its save, the epoch is trained again), fit finalises
-        # any EMA average, and no epoch runs past the budget.
-        epochs = clock.budget_used_up_at
-        print(f"The run's time budget ran out after epoch {epochs}: training no further")
-    fit_started = time.time()
-    try:
-        if task is None:
-            history = model.fit(train_ds, validation_data=val_ds, epochs=epochs,
-                                callbacks=callbacks, verbose=_verbose(cfg.verbose), shuffle=False)
-        else:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585)
-            history = multiworker.fit(model, strategy, train_ds, val_ds, epochs=epochs,
-                                      steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-                                      verbose=_verbose(cfg.verbose))
-    # A full disk, or a backup damaged beyond its previous copy.
-    except (OSError, callbacks_lib.DamagedBackup) as error:
-        raise RunError(f"{error}; if {workdir / 'backup'} is damaged, delete it to train "
-                       "again from the start") from None
-    fit_seconds = time.time() - fit_started
-    losses = history.history.get("loss", [])
-    # TerminateOnNaN stops a run too; a NaN in the epoch the budget ran out is still a NaN.
-    if any(not math.isfinite(v) for v in losses) or (model.stop_training
-                                                     and not clock.out_of_time):
-        # The backup holds the diverged weights: resuming would diverge again (and without
-        # the budget's mark, which would export them unchecked).
-        budget_reached.unlink(missing_ok=True)
-        best = workdir / "best.keras"
-        raise RunError("Training stopped: the loss became NaN or infinite. Start again with a "
-                       "lower --lr or --precision float32, and --overwrite or another --workdir"
-                       + (f"; the best epoch so far is in {best}" if best.is_file() else ""))
-    if clock.out_of_time:
-        fitted = (f"; the cosine schedule was fitted to {clock.planned_epochs} of {cfg.epochs} "
-                  "epochs" if clock.schedule is not None else "")
-        print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "
-              f"epoch(s) this session{fitted}.")
-    epochs_run = len(losses)
-    epochs_done = rundir.progress(workdir).epochs
-    if not chief:  # the chief evaluates, plots, writes metrics.json and exports
-        multiworker.remove_scratch(workdir)
-        print(f"Worker {task.index} done: {epochs_run} epoch(s) trained; the chief writes the "
-              "run's outputs")
-        return 0
+def train_preset(cfg, image_size, data):
+    """The run's augmentation: Cutout paints the colour the model's normalisation maps to 0,
+    and --pca data takes lighting's eigen-decomposition from the training images."""
+    eigen = (augment.pca_from_images(data.train.images, seed=cfg.seed)
+             if cfg.lighting and cfg.pca == "data" else None)
+    return augment.train_preset(cfg, image_size=image_size, fill=input_mean(cfg.variant),
+                                eigen=eigen)
 
-    # -- Evaluate ---------------------------------------------------------------------------
-    eval_name, eval_split = ("test", data.test) if data.test else ("val", data.val)
-    # No Python control flow to convert: autograph=False spares a warning about the lambda.
-    predict = tf.function(lambda x: tf.nn.softmax(tf.cast(model(x, training=False), tf.float32)),
-                          autograph=False)
-    eval_started = time.time()
-    probabilities, labels = predict_split(
-        predict, data_lib.eval_pipeline(eval_split, geometry, batch_size=cfg.batch_size))
-    eval_seconds = time.time() - eval_started
-    metrics = {"split": eval_name, **compute_metrics(probabilities, labels, class_names)}
-    if cfg.tta:
-        ten = predict_split(predict, data_lib.eval_pipeline(
-            eval_split, geometry, batch_size=cfg.batch_size, ten_crop=True), True)
-        tta = compute_metrics(*ten, class_names)
-        metrics.update(top1_10crop=tta["top1"], top5_10crop=tta["top5"])
-    metrics.update(
-        epochs=epochs_done,
-        epochs_this_session=epochs_run,
-        train_examples_per_second=(epochs_run * steps_per_epoch * cfg.batch_size / fit_seconds
-                                   if epochs_run else None),
-        eval_examples_per_second=len(labels) / eval_seconds,
-        train_seconds_this_session=fit_seconds,
-        wall_seconds=time.time() - started,
-        precision=policy, strategy=strategy_why, replicas=replicas,
-    )
-    if clock.schedule is not None:  # the cosine schedule was fitted to the time budget
-        metrics["schedule_epochs"] = clock.planned_epochs
-    plots.training_curves(workdir / "history.csv", workdir / "training_curves.png")
-    plots.confusion_matrix(metrics["confusion_matrix"], class_names,
-                           workdir / "confusion_matrix.png", title=f"{data.name} ({eval_name})")
 
-    # -- Export -----------------------------------------------------------------------------
-    summary = {k: v for k, v in metrics.items() if k not in ("confusion_matrix",)}
-    # A relative --data means nothing from another directory: evaluate compares this path.
-    data_path = {"data_path": str(pathlib.Path(cfg.data).resolve())} if config_lib.is_folder(
-        cfg.data) else {}
-    version = rundir.exported_version(workdir, export_dir)  # by a session killed after it
-    if version is None:
-        version = export_model(model, export_dir, class_names=class_names,
-                               crop_fraction=geometry.crop_fraction,
-                               metadata={"config": cfg.record(), "metrics": summary, **data_path})
-        rundir.record_export(workdir, version)
-    else:
-        print(f"This run exported {version} before it was stopped: not exported again")
-    # metrics.json marks the run finished; written last, so a crash before resumes.
-    rundir.write_atomically(workdir / "metrics.json", json.dumps(metrics, indent=2))
-    shutil.rmtree(workdir / "backup", ignore_errors=True)
-    print(f"\n{eval_name}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
-          f"({metrics['num_examples']} images)"
-          + (f"; 10-crop top-1 {metrics['top1_10crop']:.4f}" if cfg.tta else ""))
-    print(f"Run directory: {workdir} (config.json, metrics.json, history.csv, best.keras, "
-          f"training_curves.png, confusion_matrix.png, tensorboard/)")
-    print(f"Exported model: {version}")
-    print(f"Try it: python ui/app.py --model {version}")
-    return 0
+def write_run_files(inputs, workdir):
+    sources.write_bad_files(inputs.data.bad_files, workdir / "bad_files.txt")
+    (workdir / "labels.txt").write_text("".join(f"{c}\n" for c in inputs.class_names))
 
 
 def compiled_model(cfg, strategy, num_classes, image_size, steps_per_epoch):
@@ -281,12 +182,12 @@ def compiled_model(cfg, strategy, num_classes, image_size, steps_per_epoch):
     learning rate or schedule). The rate is the recipe's whatever the replica count: the global
     batch stays the same, split across the replicas."""
     with strategy.scope():
-        schedule = _schedule(cfg, steps_per_epoch)
+        schedule = learning_rate(cfg, steps_per_epoch)
         model = build_model(cfg.variant, num_classes=num_classes, image_size=image_size,
                             dropout=cfg.dropout, conv_dropout=cfg.conv_dropout,
                             init=cfg.init, l2=cfg.l2)
         model.compile(
-            optimizer=_optimizer(cfg, schedule),
+            optimizer=optimizer(cfg, schedule),
             loss=keras.losses.CategoricalCrossentropy(from_logits=True,
                                                       label_smoothing=cfg.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
@@ -296,20 +197,15 @@ def compiled_model(cfg, strategy, num_classes, image_size, steps_per_epoch):
     return model, schedule
 
 
-def _schedule(cfg, steps_per_epoch):
-    """The learning rate: a number, or (cosine) a schedule a time budget can shorten."""
+def learning_rate(cfg, steps_per_epoch):
+    """A number, or (cosine) a schedule a time budget can shorten."""
     if cfg.schedule != "cosine":
         return cfg.lr
-    # Linear warm-up to lr, then cosine decay to 0 at the last step (Keras' CosineDecay).
-    # Short runs keep at most a fifth of their steps for the warm-up.
-    total = cfg.epochs * steps_per_epoch
-    warmup = int(min(cfg.warmup_epochs * steps_per_epoch, total / 5))
-    return budget.FittedCosineDecay(
-        0.0 if warmup else cfg.lr, decay_steps=max(1, total - warmup),
-        warmup_target=cfg.lr if warmup else None, warmup_steps=warmup)
+    return budget.FittedCosineDecay.linear_warmup(cfg.lr, cfg.epochs * steps_per_epoch,
+                                                  cfg.warmup_epochs * steps_per_epoch)
 
 
-def _optimizer(cfg, lr):
+def optimizer(cfg, lr):
     # Polyak averaging (Keras use_ema): the average starts at the first step's weights.
     ema = dict(use_ema=True, ema_momentum=cfg.ema) if cfg.ema else {}
     if cfg.optimizer == "adam":  # PyTorch's rule: `seed` reproduces a PyTorch training
@@ -319,23 +215,91 @@ def _optimizer(cfg, lr):
                                 weight_decay=cfg.weight_decay or None, **ema)
 
 
-class SwapEMAWeights(keras.callbacks.SwapEMAWeights):
-    """Keras' callback, also right when training stops before its last epoch.
-
-    With swap_on_epoch, Keras leaves the averaged weights in the model at the end of the last
-    epoch and copies them into the average, so that fit's closing finalize_variable_values
-    (average -> model) keeps them. It does so only when epoch == epochs - 1: a run stopped
-    earlier (--time-budget, a NaN) would end with the raw weights it never validated.
-    """
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self.model.stop_training and epoch != self.params["epochs"] - 1:
-            self._finalize_ema_values()
+def _epochs_left(cfg, clock):
+    if not clock.budget_used_up_at:
+        return cfg.epochs
+    # It died after the budget stopped it. Fit up to that epoch: BackupAndRestore restores the
+    # weights (or, killed before its save, the epoch is trained again), fit finalises any EMA
+    # average, and no epoch runs past the budget.
+    print(f"The run's time budget ran out after epoch {clock.budget_used_up_at}: "
+          "training no further")
+    return clock.budget_used_up_at
 
 
-def _verbose(value):
-    return value if value == "auto" else int(value)
+def fit(model, strategy, inputs, callbacks, *, epochs, multi_worker, verbose, workdir):
+    """Keras' fit (multiworker's under TF_CONFIG: Keras' own fails under
+    MultiWorkerMirroredStrategy, keras-team/keras#20585); returns its History."""
+    verbose = verbose if verbose == "auto" else int(verbose)
+    try:
+        if not multi_worker:
+            return model.fit(inputs.train, validation_data=inputs.val, epochs=epochs,
+                             callbacks=callbacks, verbose=verbose, shuffle=False)
+        return multiworker.fit(model, strategy, inputs.train, inputs.val, epochs=epochs,
+                               steps_per_epoch=inputs.steps_per_epoch, callbacks=callbacks,
+                               verbose=verbose)
+    except (OSError, callbacks_lib.DamagedBackup) as error:  # a full disk, a damaged backup
+        raise RunError(f"{error}; if {workdir / 'backup'} is damaged, delete it to train "
+                       "again from the start") from None
+
+
+def check_converged(history, model, clock, workdir, cfg):
+    """Refuses to go on with weights whose loss became NaN or infinite (TerminateOnNaN stops
+    such a run; a NaN in the epoch the budget ran out is still a NaN)."""
+    losses = history.history.get("loss", [])
+    if any(not math.isfinite(v) for v in losses) or (model.stop_training
+                                                     and not clock.out_of_time):
+        # The backup holds the diverged weights: resuming would diverge again (and, with the
+        # budget's mark, export them unchecked).
+        callbacks_lib.budget_marker(workdir).unlink(missing_ok=True)
+        best = workdir / "best.keras"
+        raise RunError("Training stopped: the loss became NaN or infinite. Start again with a "
+                       "lower --lr or --precision float32, and --overwrite or another --workdir"
+                       + (f"; the best epoch so far is in {best}" if best.is_file() else ""))
+    if clock.out_of_time:
+        fitted = (f"; the cosine schedule was fitted to {clock.planned_epochs} of {cfg.epochs} "
+                  "epochs" if clock.schedule is not None else "")
+        print(f"Time budget of {cfg.time_budget:g} minutes reached after {len(losses)} "
+              f"epoch(s) this session{fitted}.")
+
+
+def evaluate_run(model, inputs, cfg, workdir):
+    """Metrics on the test split (else validation), with their plots in the workdir."""
+    name, split = ("test", inputs.data.test) if inputs.data.test else ("val", inputs.data.val)
+    metrics = {"split": name, **evaluate.evaluate_model(
+        model, split, inputs.geometry, inputs.class_names, batch_size=cfg.batch_size,
+        tta=cfg.tta)}
+    plots.training_curves(workdir / "history.csv", workdir / "training_curves.png")
+    plots.confusion_matrix(metrics["confusion_matrix"], inputs.class_names,
+                           workdir / "confusion_matrix.png", title=f"{inputs.data.name} ({name})")
+    return metrics
+
+
+def export(model, cfg, workdir, export_dir, inputs, metrics):
+    """The exported version: a new one, or the one this run exported before it was stopped."""
+    version = rundir.exported_version(workdir, export_dir)
+    if version is not None:
+        print(f"This run exported {version} before it was stopped: not exported again")
+        return version
+    summary = {k: v for k, v in metrics.items() if k != "confusion_matrix"}
+    # A relative --data means nothing from another directory: evaluate compares this path.
+    data_path = ({"data_path": str(pathlib.Path(cfg.data).resolve())}
+                 if sources.is_folder(cfg.data) else {})
+    version = export_model(model, export_dir, class_names=inputs.class_names,
+                           crop_fraction=inputs.geometry.crop_fraction,
+                           metadata={"config": cfg.record(), "metrics": summary, **data_path},
+                           precision=cfg.export_precision)
+    rundir.record_export(workdir, version)
+    return version
+
+
+def report(cfg, workdir, metrics, version):
+    print(f"\n{metrics['split']}: top-1 {metrics['top1']:.4f}, top-5 {metrics['top5']:.4f} "
+          f"({metrics['num_examples']} images)"
+          + (f"; 10-crop top-1 {metrics['top1_10crop']:.4f}" if cfg.tta else ""))
+    print(f"Run directory: {workdir} (config.json, metrics.json, history.csv, best.keras, "
+          f"training_curves.png, confusion_matrix.png, tensorboard/)")
+    print(f"Exported model: {version}")
+    print(f"Try it: python ui/app.py --model {version}")
 
 
 if __name__ == "__main__":

@@ -178,3 +178,15 @@ def test_with_a_budget_it_says_how_many_epochs_fit(capsys):
     clock.on_epoch_end(0, {})
     assert "min per epoch; 3 of 10 epochs fit the 7-minute budget: epoch 3 should end" in (
         capsys.readouterr().out)
+
+
+def test_the_warmup_rule_is_at_most_a_fifth_of_the_steps_when_built_and_when_fitted():
+    assert budget.warmup_within(10, 100) == 10 and budget.warmup_within(50, 100) == 20
+    assert budget.warmup_within(2.5, 100) == 2  # warmup epochs x steps may be fractional
+    schedule = budget.FittedCosineDecay.linear_warmup(0.1, total_steps=100, warmup_steps=50)
+    assert schedule.total_steps == 100 and int(schedule.warmup_steps.numpy()) == 20
+    assert float(schedule(0)) == 0.0 and float(schedule(20)) == pytest.approx(0.1)
+    schedule.fit_to(1000)  # a longer plan gets the whole planned warm-up
+    assert int(schedule.warmup_steps.numpy()) == 20
+    flat = budget.FittedCosineDecay.linear_warmup(0.1, total_steps=100, warmup_steps=0)
+    assert float(flat(0)) == pytest.approx(0.1) and flat.total_steps == 100

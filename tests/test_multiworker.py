@@ -40,6 +40,7 @@ def history_epochs(path):
         return [row["epoch"] for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_two_workers_step_together_and_only_the_chief_writes(tmp_path):
     result = subprocess.run(launcher(tmp_path, "--limit", 128, "--epochs", 2), cwd=REPO,
                             env=ENV, capture_output=True, text=True, timeout=300)
@@ -74,6 +75,7 @@ def test_two_workers_step_together_and_only_the_chief_writes(tmp_path):
     assert all(c.startswith(b"pattern") for c in out["top_k_classes"].numpy().ravel())
 
 
+@pytest.mark.slow
 def test_a_killed_worker_stops_the_job_and_the_same_command_resumes(tmp_path):
     command = launcher(tmp_path, "--limit", 256, "--epochs", 3)
     first = subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE,
@@ -119,6 +121,7 @@ def test_a_killed_worker_stops_the_job_and_the_same_command_resumes(tmp_path):
     ["--image-size", "16", "--warmup-epochs", "0"],
     ["--image-size", "32", "--schedule", "plateau", "--lr", "0.1"],  # a mirrored rate variable
 ])
+@pytest.mark.slow
 def test_mirrored_two_devices_step_like_one_device_with_the_same_global_batch(flags):
     """One optimiser step of the trainer's compiled model on the same global batch of 32:
     2 x 16 on two logical CPU devices against 32 on one. The replicas' weights must end where
@@ -173,6 +176,7 @@ def test_task_info_and_worker_dirs(tmp_path):
     assert export1 == str(run1.parent / "export")
 
 
+@pytest.mark.slow
 def test_launcher_stops_with_the_first_failure(tmp_path):
     result = subprocess.run(launcher(tmp_path, "--variant", "vgg"), cwd=REPO, env=ENV,
                             capture_output=True, text=True, timeout=120)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from alexnet_tf import config, inference, rundir, train
+from alexnet_tf import callbacks, config, evaluate, inference, rundir, train
 from helpers import REPO, run_module, write_image_folder
 
 RUN_FILES = {"config.json", "labels.txt", "metrics.json", "history.csv", "best.keras",
@@ -30,6 +30,7 @@ def reset_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_end_to_end_on_a_folder(tmp_path):
     folder = write_image_folder(tmp_path / "pets" / "train")
     write_image_folder(tmp_path / "pets" / "test", per_class=6, seed=1)
@@ -54,6 +55,7 @@ def test_end_to_end_on_a_folder(tmp_path):
     assert folder.is_dir()
 
 
+@pytest.mark.slow
 def test_end_to_end_synthetic_and_workdir_guard(tmp_path, capsys):
     args = [*TINY, "--limit", "128", "--epochs", "1", "--batch-size", "32",
             "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
@@ -107,6 +109,7 @@ def test_clear_errors(argv, message, capsys, tmp_path):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_one_line_and_no_export(tmp_path, capsys):
     # In the epoch its time budget runs out, too: a NaN is still a NaN, then and when resumed.
     args = [*TINY, "--limit", "64", "--epochs", "2", "--batch-size", "32",
@@ -121,6 +124,7 @@ def test_a_diverging_run_stops_with_one_line_and_no_export(tmp_path, capsys):
         assert not (tmp_path / "w" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_plateau_cut_is_in_the_row_of_the_epoch_that_made_it(tmp_path):
     # lr 1e-9 leaves the weights, so validation accuracy, unchanged: after 4 epochs without
     # improvement (epochs 2-5) the rate is cut, and history.csv shows the rate the next uses.
@@ -166,7 +170,7 @@ def test_config_file_values_are_type_checked(tmp_path):
     cfg = config.parse(["--config", str(file)])
     assert (cfg.epochs, cfg.lr, cfg.time_budget, cfg.verbose) == (10, 1, None, "2")
     assert type(cfg.epochs) is int
-    file.write_text(json.dumps({"overwrite": True}))  # older runs saved it: a flag only now
+    file.write_text(json.dumps({"overwrite": True}))  # a flag only: a file cannot delete runs
     assert not config.parse(["--config", str(file)]).overwrite
     assert config.parse(["--config", str(file), "--overwrite"]).overwrite
     file.write_bytes(b"\xff\xfe\x00binary")  # not text: a one-line ConfigError too
@@ -178,7 +182,7 @@ def test_config_file_values_are_type_checked(tmp_path):
     assert config.differences(saved, config.parse(["--lr", "0.1"])) == ["lr"]
 
 
-def test_cutout_and_mixup_are_recipe_parts_and_older_runs_resume_without_them():
+def test_cutout_and_mixup_are_recipe_parts():
     assert config.parse([]).cutout == 8  # cifar -> fast
     assert config.parse(["--recipe", "long"]).cutout == 8
     assert config.parse(["--variant", "seed"]).cutout == 0
@@ -189,30 +193,23 @@ def test_cutout_and_mixup_are_recipe_parts_and_older_runs_resume_without_them():
     assert config.parse([]).mixup == config.parse(["--recipe", "paper"]).mixup == 0.0
     with pytest.raises(config.ConfigError, match="mixup"):
         config.parse(["--mixup", "-0.2"])
-    # A run saved before cutout existed trained without it: it resumes with --cutout 0 only.
     saved = json.loads(config.parse([]).to_json())
-    del saved["cutout"]
-    assert config.differences(saved, config.parse(["--cutout", "0"])) == []
-    assert config.differences(saved, config.parse([])) == ["cutout"]
-    # One saved before mixup existed resumes as it is (mixup is off in every recipe).
-    del saved["mixup"]
-    assert config.differences(saved, config.parse(["--cutout", "0"])) == []
-    assert config.differences(saved, config.parse(["--cutout", "0", "--mixup", "0.2"])) == ["mixup"]
+    assert config.differences(saved, config.parse(["--cutout", "0", "--mixup", "0.2"])) == [
+        "cutout", "mixup"]
 
 
-def test_conv_dropout_is_off_in_every_recipe_and_older_runs_resume_without_it():
+def test_conv_dropout_is_off_in_every_recipe():
     assert {config.parse(["--recipe", r]).conv_dropout for r in config.RECIPES} == {0.0}
     assert config.parse(["--recipe", "long", "--conv-dropout", "0.2"]).conv_dropout == 0.2
     with pytest.raises(config.ConfigError, match="--conv-dropout must be at least 0 and below 1"):
         config.parse(["--conv-dropout", "1"])
     saved = json.loads(config.parse([]).to_json())
-    del saved["conv_dropout"]  # a config.json written before the option existed
     assert config.differences(saved, config.parse([])) == []
     assert config.differences(saved, config.parse(["--conv-dropout", "0.2"])) == ["conv_dropout"]
 
 
 def test_the_validation_split_depends_on_split_seed_alone(tmp_path, monkeypatch):
-    """Runs with another --seed validate on the same images; older runs resume as they were."""
+    """Runs with another --seed validate on the same images."""
     from alexnet_tf import data as data_lib, sources
 
     asked = []
@@ -225,17 +222,15 @@ def test_the_validation_split_depends_on_split_seed_alone(tmp_path, monkeypatch)
     for flags in ([], ["--seed", "7"], ["--seed", "7", "--split-seed", "3"]):
         assert train.main(["--data", "synthetic", "--workdir", str(tmp_path / "w"), *flags]) == 2
     assert asked == [0, 0, 3]
-    # A run saved before split_seed existed drew its split from --seed.
-    saved = json.loads(config.parse(["--seed", "5"]).to_json())
-    del saved["split_seed"]
-    assert config.differences(saved, config.parse(["--seed", "5", "--split-seed", "5"])) == []
-    assert config.differences(saved, config.parse(["--seed", "5"])) == ["split_seed"]
+    saved = json.loads(config.parse(["--split-seed", "5"]).to_json())
+    assert config.differences(saved, config.parse(["--seed", "5"])) == ["seed", "split_seed"]
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "config.json").write_text(json.dumps(saved))
     with pytest.raises(rundir.RunError, match="split_seed 5, now 0"):  # says what resumes it
-        rundir.check(config.parse(["--seed", "5"]), tmp_path / "old")
+        rundir.check(config.parse([]), tmp_path / "old")
 
 
+@pytest.mark.slow
 def test_conv_dropout_reaches_the_trained_model(tmp_path):
     assert train.main([*TINY, "--limit", "64", "--epochs", "1", "--batch-size",
                        "32", "--conv-dropout", "0.2", "--workdir", str(tmp_path / "w"),
@@ -251,6 +246,7 @@ def test_a_workdir_that_is_a_file_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "is a file, not a folder" in err[0]
 
 
+@pytest.mark.slow
 def test_a_backup_cut_off_mid_save_resumes_from_the_one_before(tmp_path, monkeypatch):
     args = [*TINY, "--limit", "64", "--epochs", "2", "--batch-size", "32",
             "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
@@ -259,7 +255,7 @@ def test_a_backup_cut_off_mid_save_resumes_from_the_one_before(tmp_path, monkeyp
     def killed(*args, **kwargs):
         raise RuntimeError("killed in evaluation")
 
-    monkeypatch.setattr(train, "predict_split", killed)  # dies after both epochs' backups
+    monkeypatch.setattr(evaluate, "predict_split", killed)  # dies after both epochs' backups
     with pytest.raises(RuntimeError, match="killed in evaluation"):
         train.main(args)
     monkeypatch.undo()
@@ -270,6 +266,7 @@ def test_a_backup_cut_off_mid_save_resumes_from_the_one_before(tmp_path, monkeyp
     assert (metrics["epochs"], metrics["epochs_this_session"]) == (2, 1)
 
 
+@pytest.mark.slow
 def test_a_damaged_backup_is_one_line(tmp_path, monkeypatch, capsys):
     args = [*TINY, "--limit", "64", "--epochs", "1", "--batch-size", "32",
             "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
@@ -278,7 +275,7 @@ def test_a_damaged_backup_is_one_line(tmp_path, monkeypatch, capsys):
     def killed(*args, **kwargs):
         raise RuntimeError("killed in evaluation")
 
-    monkeypatch.setattr(train, "predict_split", killed)  # dies with its backup written
+    monkeypatch.setattr(evaluate, "predict_split", killed)  # dies with its backup written
     with pytest.raises(RuntimeError, match="killed in evaluation"):
         train.main(args)
     monkeypatch.undo()
@@ -335,13 +332,12 @@ def test_config_flags_file_and_recipes(tmp_path):
         "runs/alexnet_cifar10_cifar")  # the variant's own recipe, fast
     assert config.default_workdir(config.parse(["--recipe", "long"])) == (
         "runs/alexnet_cifar10_cifar_long")
-    # A run saved before a field existed resumes: the missing field counts as its default.
     saved = json.loads(cfg.to_json())
-    del saved["ema"]
     assert config.differences(saved, cfg) == []
     assert config.differences(saved, dataclasses.replace(cfg, ema=0.99)) == ["ema"]
 
 
+@pytest.mark.slow
 def test_batch_smaller_than_replicas(tmp_path):
     result = run_module("alexnet_tf.train", "--data", "synthetic", "--cpu-replicas", "2",
                         "--batch-size", "1", "--workdir", tmp_path / "w")
@@ -358,6 +354,7 @@ def test_batch_smaller_than_replicas(tmp_path):
         assert not (tmp_path / "w" / "config.json").exists()  # the corrected command may run
 
 
+@pytest.mark.slow
 def test_two_steps_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
     result = run_module("alexnet_tf.train", *TINY, "--cpu-replicas", "2", "--limit", "64",
                         "--batch-size", "32", "--epochs", "1",
@@ -370,6 +367,7 @@ def test_two_steps_under_mirrored_strategy_on_two_cpu_devices(tmp_path):
     assert "2/2" in result.stdout  # two optimizer steps of the global batch of 32
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_at_epoch_two(tmp_path, capsys):
     args = [sys.executable, "-m", "alexnet_tf.train", *TINY, "--limit", "512",
             "--batch-size", "32", "--epochs", "3", "--workdir", str(tmp_path / "run"),
@@ -413,6 +411,7 @@ def test_resume_after_sigkill_continues_at_epoch_two(tmp_path, capsys):
     assert not (tmp_path / "run" / "backup").exists()  # kept until the export, then removed
 
 
+@pytest.mark.slow
 def test_time_budget_stops_early_and_still_exports(tmp_path, capsys, monkeypatch):
     args = [*TINY, "--limit", "128", "--epochs", "4", "--batch-size", "32",
             "--workdir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "export"),
@@ -459,24 +458,6 @@ def test_time_budget_stops_early_and_still_exports(tmp_path, capsys, monkeypatch
     np.testing.assert_allclose(exported["probabilities"], tf.nn.softmax(best(x)), atol=1e-5)
 
 
-def test_ema_run_stopped_early_keeps_the_weights_it_validated():
-    # Keras' own SwapEMAWeights ends such a run with the raw weights (fit's last step copies
-    # the average, which then holds the raw ones, into the model); train's keeps the average.
-    keras.utils.set_random_seed(0)
-    x = tf.random.normal((64, 8), seed=0)
-    y = tf.cast(x[:, :1] > 0, tf.float32)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"),
-                              keras.layers.Dense(1)])
-    model.compile(keras.optimizers.SGD(0.2, use_ema=True, ema_momentum=0.5), loss="mse")
-    stop = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: setattr(model, "stop_training", epoch == 1))
-    history = model.fit(x, y, validation_data=(x, y), epochs=5, batch_size=8, verbose=0,
-                        callbacks=[stop, train.SwapEMAWeights(swap_on_epoch=True)])
-    assert len(history.history["loss"]) == 2
-    assert model.evaluate(x, y, verbose=0) == pytest.approx(history.history["val_loss"][-1],
-                                                            rel=1e-5)
-
-
 def _refused(capsys, argv):
     """train's exit code and stderr lines for `argv`."""
     code = train.main(argv)
@@ -514,6 +495,7 @@ def test_overwrite_deletes_only_a_run_of_this_project(tmp_path, monkeypatch, cap
     assert rundir.holds_a_run(runs / "a") and not rundir.holds_a_run(mine)
 
 
+@pytest.mark.slow
 def test_the_overwrite_refusal_from_the_command_line(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "notes.txt").write_text("mine")
@@ -590,6 +572,7 @@ def test_a_save_cut_off_keeps_the_previous_best(tmp_path, monkeypatch, capsys):
         "best.keras"]
 
 
+@pytest.mark.slow
 def test_a_damaged_training_metadata_resumes_from_the_copy_before(tmp_path, monkeypatch,
                                                                   capsys):
     args = [*TINY, "--limit", "64", "--epochs", "2", "--batch-size", "32",
@@ -599,7 +582,7 @@ def test_a_damaged_training_metadata_resumes_from_the_copy_before(tmp_path, monk
     def killed(*args, **kwargs):
         raise RuntimeError("killed in evaluation")
 
-    monkeypatch.setattr(train, "predict_split", killed)  # dies after both epochs' backups
+    monkeypatch.setattr(evaluate, "predict_split", killed)  # dies after both epochs' backups
     with pytest.raises(RuntimeError, match="killed in evaluation"):
         train.main(args)
     monkeypatch.undo()
@@ -610,29 +593,7 @@ def test_a_damaged_training_metadata_resumes_from_the_copy_before(tmp_path, monk
     assert (metrics["epochs"], metrics["epochs_this_session"]) == (2, 1)
 
 
-def test_atomic_writes_reach_the_disk_before_and_after_the_rename(tmp_path, monkeypatch):
-    import stat
-
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd):
-        kind = "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
-        events.append(("fsync", kind))
-        real_fsync(fd)
-
-    def replace(src, dst):
-        events.append(("replace", pathlib.Path(src).read_text()))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
-    rundir.write_atomically(tmp_path / "metrics.json", '{"top1": 0.9}')
-    assert events == [("fsync", "file"), ("replace", '{"top1": 0.9}'), ("fsync", "folder")]
-    assert (tmp_path / "metrics.json").read_text() == '{"top1": 0.9}'
-    assert list(tmp_path.iterdir()) == [tmp_path / "metrics.json"]
-
-
+@pytest.mark.slow
 def test_a_run_killed_after_its_export_does_not_export_again(tmp_path, monkeypatch, capsys):
     args = [*TINY, "--limit", "64", "--epochs", "1", "--batch-size", "32",
             "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
