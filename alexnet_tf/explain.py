@@ -242,6 +242,25 @@ def parallelism(model, batch_size=128, replicas=2):
     }
 
 
+def replica_gradients(model, views, label):
+    """What data parallelism all-reduces, on a batch of `views` [R, S, S, 3] shared out one image
+    per replica: (each replica's loss [R], the norm of each replica's gradient [R], the norm of
+    their average: the all-reduced gradient every replica applies). The loss is the
+    cross-entropy against `label` (an int: the class the caller takes as the truth). Only a
+    running sum of the gradients is kept, so memory stays two gradients' worth."""
+    losses, norms, total = [], [], None
+    for view in np.asarray(views, np.float32):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(view[None], training=False), tf.float32)
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits([label], logits)[0]
+        grads = tape.gradient(loss, model.trainable_weights)
+        flat = tf.concat([tf.reshape(tf.cast(g, tf.float32), [-1]) for g in grads], 0)
+        losses.append(float(loss))
+        norms.append(float(tf.norm(flat)))
+        total = flat if total is None else total + flat
+    return np.array(losses), np.array(norms), float(tf.norm(total / len(norms)))
+
+
 # ---- figures --------------------------------------------------------------------------------
 
 def draw_all(model, image, out_dir, class_names=None):

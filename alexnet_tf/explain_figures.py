@@ -60,14 +60,19 @@ def _shape(row):
     return "x".join(map(str, row["output"]))
 
 
-def draw_architecture(model, image):
+def draw_architecture(model, image, class_names=None):
     """The overview: each layer's name, output shape and thumbnail for the image; for two-tower
-    models one row per tower, the arrows crossing only into the "exchange" layers."""
+    models one row per tower, the arrows crossing only into the "exchange" layers. With
+    `class_names`, a last column shows the softmax of the last layer: input to softmax."""
     rows = [r for r in explain.architecture(model) if r["operation"].startswith(OVERVIEW_KINDS)]
     maps = explain.activation_maps(model, image, [r["layer"] for r in rows])
     towers = 2 if any(r["tower"] for r in rows) else 1
-    fig, axes = plt.subplots(towers, len(rows) + 1, squeeze=False,
-                             figsize=(1.6 * (len(rows) + 1), 0.6 + 1.9 * towers))
+    columns = len(rows) + 1 + (class_names is not None)
+    fig, axes = plt.subplots(towers, columns, squeeze=False,
+                             figsize=(1.6 * columns, 0.6 + 1.9 * towers))
+    if class_names is not None:
+        _draw_softmax(axes[:, -1], maps[rows[-1]["layer"]], class_names)
+        axes = axes[:, :-1]
     for tower in range(towers):
         axes[tower, 0].imshow(np.clip(explain.model_input(model, image), 0, 255).astype(np.uint8))
         for column, row in enumerate(rows, start=1):
@@ -96,6 +101,20 @@ def draw_architecture(model, image):
                      "their own GPU's", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _draw_softmax(axes, logits, class_names, count=3):
+    """The top classes of softmax(logits) as bars in the first axes; the others stay blank."""
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    top = _top_classes(probabilities, count)[::-1]
+    axes[0].barh(range(len(top)), probabilities[top], color="steelblue")
+    axes[0].set_yticks(range(len(top)), [class_names[c] for c in top], fontsize=7)
+    axes[0].set_xlim(0, 1)
+    axes[0].tick_params(axis="x", labelsize=6)
+    axes[0].set_title("softmax\ntop classes", fontsize=8)
+    for ax in axes[1:]:
+        ax.axis("off")
 
 
 def draw_relu(model, image, layer="conv1"):
@@ -137,10 +156,12 @@ def draw_lrn(model, image, layer="lrn1"):
     return fig
 
 
-def draw_pooling(model, image):
+def draw_pooling(model, image, padding="valid"):
+    """The first max-pool's input, pooled 3x3/2 and 2x2/2 with `padding` (the app passes the
+    layer's own)."""
     first_pool = next(r for r in explain.architecture(model) if r["operation"].startswith("max"))
     inputs = explain.layer_input_output(model, image, first_pool["layer"])[0]
-    pooled = explain.compare_pooling(inputs)
+    pooled = explain.compare_pooling(inputs, padding)
     channel = int(inputs.sum(axis=(0, 1)).argmax())
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.9))
     panels = [(f"{first_pool['layer']}'s input", inputs), *pooled.items()]
@@ -249,5 +270,89 @@ def draw_parallelism(model, replicas=4, batch_size=128):
                     f"{plan['data_parallel_weights_per_device']:,} weights per replica; "
                     f"each replica sends {plan['data_parallel_bytes_per_replica'] / 1e6:.0f} MB "
                     f"of gradients per step", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def render(fig):
+    """A figure as uint8 RGB [H, W, 3] (Agg's own pixels), the figure closed."""
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return pixels
+
+
+_KIND_COLOURS = {"convolution": "steelblue", "max-pool": "darkorange",
+                 "fully connected": "seagreen", "adaptive": "darkorange"}
+
+
+def draw_layer_diagram(model):
+    """The model's layers in order as boxes (name, output shape), drawn from the model itself,
+    input to softmax. For two-tower models (Figure 2) one row of boxes per GPU, each with half
+    the channels; arrows cross between the rows only into the "exchange" layers."""
+    rows = [r for r in explain.architecture(model) if r["operation"].startswith(OVERVIEW_KINDS)]
+    towers = 2 if any(r["tower"] for r in rows) else 1
+    labels = [("input", "x".join(map(str, model.input.shape[1:])), "dimgrey", "")]
+    for row in rows:
+        shape = list(row["output"])
+        if towers == 2 and row["layer"] != rows[-1]["layer"]:
+            shape[-1] //= 2  # each GPU holds half the maps or units
+        colour = next(c for k, c in _KIND_COLOURS.items() if row["operation"].startswith(k))
+        labels.append((row["layer"], "x".join(map(str, shape)), colour, row["tower"]))
+    labels.append(("softmax", str(rows[-1]["output"][-1]), "dimgrey", ""))
+    fig, ax = plt.subplots(figsize=(1.05 * len(labels), 1.1 + 1.4 * towers))
+    ax.set(xlim=(-0.1, len(labels) - 0.1), ylim=(-0.2, 1.6 * towers))
+    ax.axis("off")
+    for tower in range(towers):
+        y = 1.6 * (towers - 1 - tower) + 0.2
+        for x, (name, shape, colour, tag) in enumerate(labels):
+            ax.add_patch(patches.FancyBboxPatch((x, y), 0.8, 0.9, boxstyle="round,pad=0.03",
+                                                color=colour, alpha=0.25 if tag != "exchange"
+                                                else 0.5))
+            ax.text(x + 0.4, y + 0.45, f"{name}\n{shape}", ha="center", va="center", fontsize=7)
+            if x:
+                ax.annotate("", (x, y + 0.45), (x - 0.2, y + 0.45),
+                            arrowprops=dict(arrowstyle="->", lw=0.8))
+            if towers == 2 and tower == 0 and tag == "exchange":  # both GPUs' maps feed it
+                ax.annotate("", (x + 0.1, 0.2 + 0.9), (x - 0.3, 1.8),
+                            arrowprops=dict(arrowstyle="->", color="crimson", lw=0.8))
+                ax.annotate("", (x + 0.1, 1.8), (x - 0.3, 1.1),
+                            arrowprops=dict(arrowstyle="->", color="crimson", lw=0.8))
+        if towers == 2:
+            ax.text(-0.05, y + 1.0, f"GPU {tower + 1}", fontsize=8)
+    title = ("Two towers (Figure 2): red arrows cross between the GPUs, only into conv3 and "
+             "fc6-fc8" if towers == 2 else f"{model.name}: layers in order, output shapes")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def draw_data_parallel(model, tower_model, image, replicas=4):
+    """Both kinds of parallelism on the image. Left: the paper's model parallelism, each GPU
+    computing half of `tower_model`'s conv1 maps (its strongest map shown). Right: data
+    parallelism on `model`, a batch of `replicas` training draws of the image, one per replica,
+    each replica's loss and gradient norm, and the all-reduced gradient's norm."""
+    size = int(model.input.shape[1])
+    views = explain.training_views(image, size, count=replicas)
+    # No label comes with the user's image: the model's own prediction stands in for it.
+    label = int(np.argmax(model(explain.model_input(model, image)[None], training=False)))
+    losses, norms, mean_norm = explain.replica_gradients(model, views, label)
+    conv1 = explain.activation_maps(tower_model, image, ["conv1"])["conv1"]
+    half = conv1.shape[-1] // 2
+    fig, axes = plt.subplots(1, 2 + replicas, figsize=(1.9 * (2 + replicas), 3.0))
+    for gpu, ax in enumerate(axes[:2]):
+        ax.imshow(_thumbnail(conv1[..., gpu * half:(gpu + 1) * half]), cmap="viridis")
+        ax.set_title(f"GPU {gpu + 1}: conv1 maps\n{gpu * half}-{(gpu + 1) * half - 1} "
+                     f"({conv1.shape[0]}x{conv1.shape[1]})", fontsize=8)
+    for replica, ax in enumerate(axes[2:]):
+        ax.imshow(np.clip(views[replica], 0, 255).astype(np.uint8))
+        ax.set_title(f"replica {replica + 1}: loss {losses[replica]:.2f}\n"
+                     f"|gradient| {norms[replica]:.3g}", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Model parallel: one image, half the kernels per GPU.\nData parallel: one "
+                 f"image per replica, all-reduce: mean gradient |g| = {mean_norm:.3g} "
+                 f"(replicas' mean {norms.mean():.3g}), applied by every replica", fontsize=9)
     fig.tight_layout()
     return fig

@@ -30,7 +30,7 @@ import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from alexnet_tf.inference import Classifier, ModelNotFound, newest_export  # noqa: E402,F401
-from ui import classify_tab, inside_tab, train_tab  # noqa: E402
+from ui import classify_tab, explain_tab, inside_tab, train_tab  # noqa: E402
 from ui.classify_tab import EXAMPLES, classify, model_card, model_name  # noqa: E402,F401
 from ui.images import load_image  # noqa: E402,F401
 from ui.inside_tab import LAYERS, inside  # noqa: E402,F401
@@ -68,7 +68,9 @@ def build_demo(classifier=None, *, models=None, trainer=None):
             classify = classify_tab.ClassifyTab(models, files)
         with gr.Tab("Inside AlexNet"):
             inside_view = inside_tab.InsideTab(models, files, classify)
-        views = [header, classify.model_view, inside_view.model_view]
+        with gr.Tab("How AlexNet works") as explain_block:
+            explain_view = explain_tab.ExplainTab(models, files, classify, explain_block)
+        views = [header, classify.model_view, inside_view.model_view, explain_view.model_view]
         if trainer is not None:
             with gr.Tab("Train"):
                 train = train_tab.TrainTab(trainer)
