@@ -1,6 +1,7 @@
 """Image preprocessing and the paper's augmentation, as TensorFlow functions.
 
-Every function works eagerly and inside `tf.data`, on uint8 or float images with pixel values
+`train_preset` composes a run's training augmentation from its config (one branch per
+augmentation); `data.train_pipeline` applies it. Every function works eagerly and inside `tf.data`, on uint8 or float images with pixel values
 0-255, and returns float32. Randomness is stateless (an explicit `seed` of shape [2]) so that
 the same seed gives the same batches.
 """

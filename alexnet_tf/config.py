@@ -142,7 +142,7 @@ HELP = {
              "seeded statelessly; 0 = off, the default in every recipe)",
     "conv_dropout": "dropout rate after each pooling stage (pool1, pool2, pool5), as in "
                     "Network in Network and All-CNN; 0 = off, the default in every recipe",
-    "jit_compile": "XLA-compile the training step (slower on the CPUs measured; see Speed)",
+    "jit_compile": "XLA-compile the training step (slower on the CPUs measured; docs/speed.md)",
     "verbose": "Keras progress: auto, 0, 1 (a bar) or 2 (a line per epoch)",
 }
 

@@ -18,7 +18,7 @@ class RunError(Exception):
 
 
 # Names only this project's runs have: --overwrite deletes no folder without them.
-RUN_KEYS = {"data", "variant", "workdir", "epochs", "lr"}  # in config.json since the first run
+RUN_KEYS = {"data", "variant", "workdir", "epochs", "lr"}  # in every config.json
 BACKUP_FILES = ("latest.weights.h5", "training_metadata.json")  # Keras' BackupAndRestore
 LOCK_NAME = ".train.lock"  # in the workdir; an export dir's is beside it (see export_lock)
 EXPORT_RECORD = "export.json"  # the version this run exported, written before metrics.json
@@ -86,7 +86,7 @@ def check(cfg, workdir, locks=None, export_dir=None):
             old = json.loads(saved.read_text())
         except ValueError as error:
             old = error
-        if not isinstance(old, dict):  # cut off mid-write by an older version, or edited
+        if not isinstance(old, dict):  # edited by hand, or cut off mid-write
             raise RunError(f"{saved} is unreadable ({old}): delete it to resume the run, or "
                            "use --overwrite to start afresh")
         changed = config.differences(old, cfg)
@@ -129,7 +129,7 @@ def holds_a_run(workdir):
         saved = json.loads((workdir / "config.json").read_text())
     except FileNotFoundError:
         return False
-    except (OSError, ValueError):  # cut off mid-write by an older version, after labels.txt
+    except (OSError, ValueError):  # cut off mid-write or edited: labels.txt tells
         return (workdir / "labels.txt").is_file() or (workdir / "history.csv").is_file()
     return isinstance(saved, dict) and RUN_KEYS <= set(saved)
 

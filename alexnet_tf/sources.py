@@ -208,7 +208,7 @@ def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir, wanted):
         train, info = tfds.load(name, split="train", as_supervised=True, with_info=True,
                                 data_dir=data_dir)
     except Exception as error:
-        # The first line, cut at a word (a cut mid-word once turned port=443 into port=4);
+        # The first line, cut at a word (a cut mid-word can turn port=443 into port=4);
         # hard-cut when a single long word (a URL) would leave nothing.
         first = (str(error).strip().splitlines() or [""])[0]
         reason = textwrap.shorten(first, 200, placeholder=" ...")
