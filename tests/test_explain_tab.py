@@ -3,6 +3,7 @@ the layer table, one picture per idea computed from the image, the captions' num
 the export's own graph and NumPy, and the tab without a model or without a variant."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -166,3 +167,63 @@ def test_the_tab_is_in_the_app_and_follows_model_switches(classifier, images):
     note, table, paper_box, paper_table, *pictures = shown
     assert "No model loaded" in note and table is None and paper_box["visible"]
     assert pictures[1:len(explain_tab.SECTIONS)] == [None] * (len(explain_tab.SECTIONS) - 1)
+
+
+SECTION_PICTURE = "#explain-{} img"
+
+
+def _section_pictures(page):
+    """{section: the PNG bytes its picture shows now}, fetched as the browser fetches them."""
+    shown = {}
+    for key in explain_tab.SECTIONS:
+        src = page.locator(SECTION_PICTURE.format(key)).first.get_attribute("src")
+        shown[key] = page.request.get(src).body()
+    return shown
+
+
+def _explained(page, image_text, timeout=60_000):
+    """Waits until the tab's pictures are those of the image whose size is `image_text`."""
+    page.wait_for_function(
+        "(text) => document.querySelector('#explain-architecture-caption')?.innerText"
+        ".includes(text) && [...document.querySelectorAll('[id^=explain-] img')].length >= 7",
+        arg=image_text, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_the_tab_in_chromium_shows_the_table_and_pictures_of_the_image(export_dir, tmp_path):
+    from test_app_browser import CHROMIUM, browser_page, open_app, running_app, shown_classes
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    pytest.importorskip("playwright")
+    photo, drawing = tmp_path / "photo.jpg", tmp_path / "drawing.png"
+    Image.effect_mandelbrot((96, 64), (-2, -1, 1, 1), 60).convert("RGB").save(photo)
+    Image.radial_gradient("L").convert("RGB").resize((80, 80)).save(drawing)
+    with running_app(tmp_path / "app.log", "--model", str(export_dir)) as url, \
+            browser_page() as page:
+        open_app(page, url)
+        page.get_by_role("tab", name="How AlexNet works").click()
+        table = page.locator("#explain-table")
+        table.get_by_text("fc8", exact=True).first.wait_for(timeout=20_000)
+        text = table.inner_text()
+        for name, shape in [("conv1", "32x32x64"), ("conv2", "16x16x128"), ("conv3", "8x8x256"),
+                            ("conv4", "8x8x256"), ("conv5", "8x8x128"), ("fc6", "1024"),
+                            ("fc7", "1024"), ("fc8", "10")]:
+            assert re.search(rf"\b{name}\b[\s\S]*?\b{shape}\b", text), (name, shape)
+
+        # The Classify tab's image is the one explained when the tab is opened.
+        page.get_by_role("tab", name="Classify").click()
+        page.locator("input[type=file]").first.set_input_files(str(photo))
+        shown_classes(page, expect=True)
+        page.get_by_role("tab", name="How AlexNet works").click()
+        _explained(page, "96×64")
+        first = _section_pictures(page)
+
+        # An image given in this tab replaces it: every section's picture changes.
+        page.locator("#explain-image input[type=file]").set_input_files(str(drawing))
+        _explained(page, "80×80")
+        second = _section_pictures(page)
+        for key in explain_tab.SECTIONS:
+            assert first[key][:8] == b"\x89PNG\r\n\x1a\n" and second[key][:8] == first[key][:8]
+            assert first[key] != second[key], f"section {key}: the same picture for both images"
+        assert "Traceback" not in (tmp_path / "app.log").read_text()

@@ -29,6 +29,10 @@ FIGURE1 = pathlib.Path(__file__).resolve().parent.parent / "docs" / "figure1.png
 LATEX = [{"left": "$$", "right": "$$", "display": True},
          {"left": "$", "right": "$", "display": False}]
 SECTIONS = ("architecture", "relu", "lrn", "pooling", "dropout", "augmentation", "parallelism")
+# Display heights (px) of the pictures, about their drawn size: an image component without a
+# height collapses when its tab is not the one shown at load.
+HEIGHTS = {"architecture": 260, "towers": 440, "relu": 340, "lrn": 340, "pooling": 390,
+           "dropout": 360, "augmentation": 680, "parallelism": 720}
 TABLE_HEADERS = ["layer", "operation", "kernel/stride pad", "groups", "output", "parameters",
                  "MFLOPs"]
 # pyplot keeps global state: one figure is drawn at a time, whatever the app's concurrency.
@@ -327,20 +331,21 @@ class ExplainTab:
         self._section("architecture", diagram)
         self.table = gr.Dataframe(table, headers=TABLE_HEADERS, interactive=False,
                                   label="python -m alexnet_tf.summary", elem_id="explain-table",
-                                  max_height=700, wrap=True)
+                                  max_height=1000, wrap=True)
         with gr.Column(visible=apart) as self.paper_box:
             gr.Markdown("#### The `paper` variant's two towers (Figure 2)")
             self.towers = gr.Image(paper_diagram, interactive=False, show_label=False,
+                                   height=HEIGHTS["towers"],
                                    elem_id="explain-towers")
             self.captions["towers"] = gr.Markdown()
             self.paper_table = gr.Dataframe(paper_table, headers=TABLE_HEADERS,
                                             interactive=False, label="the `paper` variant",
-                                            elem_id="explain-paper-table", max_height=700)
+                                            elem_id="explain-paper-table", max_height=1000)
         self.pictures["towers"] = self.towers
         for key in SECTIONS[1:]:
             self._section(key)
             if key == "relu":
-                gr.Image(str(FIGURE1), interactive=False, elem_id="explain-figure1",
+                gr.Image(str(FIGURE1), interactive=False, elem_id="explain-figure1", height=420,
                          label="The paper's Figure 1 run by this project (docs/figure1.png)")
                 gr.Markdown(figure1_caption(), elem_id="explain-figure1-caption")
         self._events(classify_tab, tab)
@@ -351,6 +356,7 @@ class ExplainTab:
     def _section(self, key, picture=None):
         gr.Markdown(TEXT[key], latex_delimiters=LATEX)
         self.pictures[key] = gr.Image(picture, interactive=False, show_label=False,
+                                      height=HEIGHTS[key],
                                       elem_id=f"explain-{key}")
         self.captions[key] = gr.Markdown(elem_id=f"explain-{key}-caption")
 
