@@ -227,3 +227,12 @@ def test_the_tab_in_chromium_shows_the_table_and_pictures_of_the_image(export_di
             assert first[key][:8] == b"\x89PNG\r\n\x1a\n" and second[key][:8] == first[key][:8]
             assert first[key] != second[key], f"section {key}: the same picture for both images"
         assert "Traceback" not in (tmp_path / "app.log").read_text()
+
+
+def test_a_model_without_lrn_shows_the_papers(images):
+    from alexnet_tf.model import build_model, min_image_size
+
+    model = build_model("torchvision", num_classes=5, image_size=min_image_size("torchvision"))
+    picture, caption = explain_tab.lrn_view(model, app.load_image(images[0]))
+    assert picture.dtype == np.uint8 and "no local response normalization" in caption
+    assert "`lrn1` (depth_radius=2, bias=2, alpha=0.0001, beta=0.75)" in caption

@@ -1,13 +1,14 @@
-"""A browser demo of AlexNet: classify an image, look inside the network, train a model and
-switch between models, all without a restart.
+"""A browser demo of AlexNet: classify an image, look inside the network, see the paper's ideas
+on your image, train a model and switch between models, all without a restart.
 
     python ui/app.py [--model DIR] [--models-dir DIR] [--host 127.0.0.1] [--port 7860]
                      [--share] [--auth USER:PASSWORD] [--allow-training]
 
 DIR is a SavedModel version directory or a model base directory (its newest integer version);
-the default is the newest export under saved_models/. The app only reads exports (through
-`alexnet_tf.inference`, no Keras model code), so it runs what TF Serving would run. The Train
-tab runs `python -m alexnet_tf.train` in the background (runs/ and saved_models/ here).
+the default is the newest export under saved_models/. The app classifies with the exports
+themselves (through `alexnet_tf.inference`), so it runs what TF Serving would run; only the
+"How AlexNet works" tab rebuilds the Keras model from an export. The Train tab runs
+`python -m alexnet_tf.train` in the background (runs/ and saved_models/ here).
 """
 
 import argparse

@@ -209,8 +209,10 @@ def relu_view(model, image, layer="conv1"):
 def lrn_view(model, image):
     layers = [r["layer"] for r in explain.architecture(model)
               if r["operation"] == "local response norm"]
-    if not layers:
-        return None, f"`{model.name}` has no local response normalization layer."
+    if not layers:  # later AlexNets dropped LRN; the paper's layer shows what it did
+        picture, caption = lrn_view(paper_model(), image)
+        return picture, (f"`{model.name}` has no local response normalization: the untrained "
+                         f"`paper` variant's. {caption}")
     picture = drawn(explain_figures.draw_lrn, model, image, layers[0])
     before, after = explain.lrn_maps(model, image, layers[0])
     ratio, damped = explain.lrn_damping(before, after)
