@@ -166,7 +166,9 @@ def test_the_tab_is_in_the_app_and_follows_model_switches(classifier, images):
     assert len(shown) == len(view.model_view.outputs)
     note, table, paper_box, paper_table, *pictures = shown
     assert "No model loaded" in note and table is None and paper_box["visible"]
+    assert pictures[0] is None  # no model of its own to draw
     assert pictures[1:len(explain_tab.SECTIONS)] == [None] * (len(explain_tab.SECTIONS) - 1)
+    assert str(pictures[len(explain_tab.SECTIONS)]).endswith(".png")  # the paper's towers
 
 
 SECTION_PICTURE = "#explain-{} img"

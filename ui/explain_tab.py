@@ -377,13 +377,14 @@ class ExplainTab:
         tab.select(take_classify_image, [classify_tab.image, copied], [self.image, copied],
                    preprocess=False, **quick)
         private = dict(api_visibility="private", **MODEL_CALL)
-        self.image.change(lambda: self.cleared(), None, self._outputs(), **quick).then(
+        self.image.change(lambda: self.cleared(self.models.current), None, self._outputs(),
+                          **quick).then(
             self.on_explain, self.image, self._outputs(), trigger_mode="always_last", **private)
         self.button.click(self.on_explain, self.image, self._outputs(), **private)
 
-    def cleared(self, classifier=None):
-        """The pictures of the previous image gone, the model's diagrams back."""
-        pictures_of_model = model_pictures(classifier or self.models.current)
+    def cleared(self, classifier):
+        """The pictures of the previous image gone, the diagrams of `classifier`'s model back."""
+        pictures_of_model = model_pictures(classifier)
         diagram, towers = pictures_of_model[2], pictures_of_model[4]
         keys = (*SECTIONS, "towers")
         pictures = [diagram if k == "architecture" else towers if k == "towers" else None
@@ -391,13 +392,14 @@ class ExplainTab:
         return self.files(*pictures, *([""] * len(keys)))
 
     def on_explain(self, image):
+        classifier = self.models.current  # one model for the whole answer, even mid-switch
         if image is None:
-            return self.cleared()
-        views = explain_image(image, self.models.current)
+            return self.cleared(classifier)
+        views = explain_image(image, classifier)
         keys = (*SECTIONS, "towers")
         pictures = [views[k][0] for k in keys]
         if pictures[-1] is None:  # the model has its own towers: the structure stays
-            pictures[-1] = model_pictures(self.models.current)[4]
+            pictures[-1] = model_pictures(classifier)[4]
         return self.files(*pictures, *(views[k][1] for k in keys))
 
     def show(self, classifier):
