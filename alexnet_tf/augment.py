@@ -1,14 +1,13 @@
 """Image preprocessing and the paper's augmentation, as TensorFlow functions.
 
 `train_preset` composes a run's training augmentation from its config (one branch per
-augmentation); `data.train_pipeline` applies it. Every function works eagerly and inside `tf.data`, on uint8 or float images with pixel values
-0-255, and returns float32. Randomness is stateless (an explicit `seed` of shape [2]) so that
-the same seed gives the same batches.
+augmentation); `data.train_pipeline` applies it. Every function works eagerly and inside
+`tf.data`, on uint8 or float images with pixel values 0-255, and returns float32. Randomness
+is stateless (an explicit `seed` of shape [2]) so that the same seed gives the same batches.
 """
 
 import dataclasses
 import functools
-import types
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +22,7 @@ IMAGENET_EIGVEC = (
 )
 LIGHTING_STD = 0.1  # alpha_i ~ N(0, 0.1), section 4.1
 CIFAR_PAD = 4  # pad-4-and-crop, the standard CIFAR translation augmentation
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # the files decode_image reads
 
 
 def resize_and_center_crop(images, size, crop_fraction=1.0):
@@ -192,17 +192,6 @@ def train_preset(options, *, image_size, fill=(0.0, 0.0, 0.0), eigen=None):
     if options.mixup:  # on a batch, so that partners come from the same batch
         per_batch.append((4, functools.partial(mixup, alpha=options.mixup)))
     return TrainPreset(image_size, options.crop, tuple(per_image), tuple(per_batch))
-
-
-def train_augment(image, seed, *, image_size, crop="random", flip=True, lighting_std=0.0,
-                  eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC, cutout_size=0,
-                  cutout_fill=(0.0, 0.0, 0.0)):
-    """The training augmentation of one stored image, named keyword by keyword; float32 out."""
-    options = types.SimpleNamespace(crop=crop, flip=flip, lighting=lighting_std,
-                                    cutout=cutout_size, mixup=0.0)
-    preset = train_preset(options, image_size=image_size, fill=cutout_fill,
-                          eigen=(eigval, eigvec))
-    return preset.image(image, seed)
 
 
 def ten_crop(image, image_size, crop="random"):

@@ -22,12 +22,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import data as data_lib, distribute, sources
-from alexnet_tf.config import PRECISIONS
+from alexnet_tf import config, data as data_lib, distribute, sources, train
 from alexnet_tf.export import export_model
 from alexnet_tf.inference import Classifier
 from alexnet_tf.model import VARIANTS, build_model, count_flops, default_image_size, layer_flops
-from alexnet_tf.recipes import DEFAULT_RECIPE, RECIPES
+from alexnet_tf.recipes import RECIPES
 
 
 def matmul_peak(dtype, n=4096, repeats=10):
@@ -74,29 +73,40 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
     for index, layer in enumerate(model.layers[1:]):
         shape = (batch_size, *layer.input.shape[1:])
         x = tf.cast(tf.random.uniform(shape, 0, 255 if index == 0 else 1), layer.input.dtype)
-
-        @tf.function
-        def step(x, layer=layer, wants_input_grad=after_weights):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = layer(x, training=True)
-                loss = tf.reduce_sum(tf.cast(y, tf.float32))
-            weights = [w.value for w in layer.trainable_weights]
-            grads = tape.gradient(loss, weights + ([x] if wants_input_grad else []))
-            return loss, [tf.reduce_sum(tf.cast(g, tf.float32)) for g in grads if g is not None]
-
-        step(x)
-        start = time.perf_counter()
-        for _ in range(repeats):
-            tf.nest.map_structure(lambda t: t.numpy(), step(x))
-        times[layer.name] = 1000 * (time.perf_counter() - start) / repeats
+        times[layer.name] = _milliseconds(_layer_step(layer, after_weights), x, repeats)
         flops = layer_flops(layer)
         if flops:  # forward, weight grad, and input grad past the first weighted layer
             passes = 3 if after_weights else 2
             gflops[layer.name] = passes * flops * batch_size / times[layer.name] / 1e6
         after_weights = after_weights or bool(layer.trainable_weights)
+    times["(optimizer update)"] = _optimizer_update_ms(model, repeats)
+    return times, gflops
 
-    # The update itself: float32 master weights, whatever the compute precision.
+
+def _layer_step(layer, wants_input_grad):
+    """A tf.function of one layer's forward pass and its gradients."""
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.cast(layer(x, training=True), tf.float32))
+        weights = [w.value for w in layer.trainable_weights]
+        grads = tape.gradient(loss, weights + ([x] if wants_input_grad else []))
+        return loss, [tf.reduce_sum(tf.cast(g, tf.float32)) for g in grads if g is not None]
+    return step
+
+
+def _milliseconds(function, x, repeats):
+    """Milliseconds per call of `function(x)` after a first, tracing call."""
+    function(x)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        tf.nest.map_structure(lambda t: t.numpy(), function(x))
+    return 1000 * (time.perf_counter() - start) / repeats
+
+
+def _optimizer_update_ms(model, repeats):
+    """The update itself: float32 master weights, whatever the compute precision."""
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True)
     grads = [tf.zeros_like(w.value) for w in model.trainable_weights]
     update = tf.function(lambda: optimizer.apply(grads, model.trainable_weights))
@@ -105,8 +115,7 @@ def layer_times(variant, image_size, batch_size, precision, repeats=10):
     for _ in range(repeats):
         update()
     model.trainable_weights[0].numpy()
-    times["(optimizer update)"] = 1000 * (time.perf_counter() - start) / repeats
-    return times, gflops
+    return 1000 * (time.perf_counter() - start) / repeats
 
 
 def torch_speed(variant, image_size, batch_size, steps, label_smoothing):
@@ -134,6 +143,43 @@ def pipeline_speed(dataset, batch_size, batches):
 
 
 def main(argv=None):
+    args = _parser().parse_args(argv)
+    image_size = args.image_size or default_image_size(args.variant)
+    precision, why = distribute.choose_precision(args.precision)
+    # The augmentation a training with this variant and recipe runs.
+    cfg = config.resolve(config.Config(variant=args.variant, recipe=args.recipe,
+                                       image_size=image_size))
+    geometry = data_lib.geometry_for(image_size, cfg.crop)
+    synthetic = sources.load("synthetic", image_size=image_size, limit=2048, crop=cfg.crop)
+    train_ds = data_lib.train_pipeline(
+        synthetic.train, train.train_preset(cfg, image_size, synthetic),
+        batch_size=args.batch_size, num_classes=10, seed=0).repeat()
+    results = {
+        **_machine(), "variant": args.variant, "recipe": cfg.recipe,
+        **{k: getattr(cfg, k) for k in ("lighting", "cutout", "mixup")},
+        "image_size": image_size, "batch_size": args.batch_size,
+        "precision": precision, "precision_reason": why, "jit": args.jit,
+    }
+    print("Timing matmul peaks ...", file=sys.stderr)
+    results["peak_gflops_float32"] = matmul_peak(tf.float32, args.matmul_size)
+    results["peak_gflops_bfloat16"] = matmul_peak(tf.bfloat16, args.matmul_size)
+    print("Timing the input pipeline ...", file=sys.stderr)
+    results["pipeline_images_per_second"] = pipeline_speed(train_ds, args.batch_size, 50)
+    model = _time_training(args, cfg, image_size, precision, train_ds, results)
+    if args.compare_torch:
+        results.update(_compare_torch(args.variant, image_size, args.batch_size, args.steps,
+                                      cfg.label_smoothing, results["train_images_per_second"]))
+    if args.layers:
+        results.update(_time_layers(args, image_size, precision))
+    results.update(_time_inference(model, image_size, geometry.crop_fraction))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_table(results, precision)
+    return 0
+
+
+def _parser():
     parser = argparse.ArgumentParser(prog="python -m alexnet_tf.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="cifar", choices=VARIANTS)
@@ -141,7 +187,7 @@ def main(argv=None):
                         help="whose augmentation the pipeline runs (default: the variant's)")
     parser.add_argument("--image-size", type=int)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
+    parser.add_argument("--precision", default="auto", choices=config.PRECISIONS)
     parser.add_argument("--jit", action="store_true", help="XLA-compile the training step")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps")
     parser.add_argument("--compare-float32", action="store_true",
@@ -155,38 +201,25 @@ def main(argv=None):
                              "(cifar and seed): float32, bf16 autocast, + channels_last, "
                              "+ torch.compile; prints TensorFlow's images/s over each")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    image_size = args.image_size or default_image_size(args.variant)
-    precision, why = distribute.choose_precision(args.precision)
+    return parser
 
-    recipe = args.recipe or DEFAULT_RECIPE[args.variant]
-    # The augmentation training runs with this recipe (crops and flips always).
-    augmentation = {k: RECIPES[recipe][k] for k in ("lighting", "cutout", "mixup")}
-    geometry = data_lib.geometry_for(image_size)
-    synthetic = sources.load("synthetic", image_size=image_size, limit=2048)
-    train_ds = data_lib.train_pipeline(
-        synthetic.train, geometry, batch_size=args.batch_size, num_classes=10, seed=0,
-        lighting_std=augmentation["lighting"], cutout=augmentation["cutout"],
-        mixup=augmentation["mixup"]).repeat()
-    results = {
+
+def _machine():
+    return {
         "tensorflow": tf.__version__, "keras": keras.__version__,
         "cpu": _cpu_name(), "cores": os.cpu_count(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "variant": args.variant, "recipe": recipe, **augmentation,
-        "image_size": image_size, "batch_size": args.batch_size,
-        "precision": precision, "precision_reason": why, "jit": args.jit,
     }
-    print("Timing matmul peaks ...", file=sys.stderr)
-    results["peak_gflops_float32"] = matmul_peak(tf.float32, args.matmul_size)
-    results["peak_gflops_bfloat16"] = matmul_peak(tf.bfloat16, args.matmul_size)
-    print("Timing the input pipeline ...", file=sys.stderr)
-    results["pipeline_images_per_second"] = pipeline_speed(train_ds, args.batch_size, 50)
+
+
+def _time_training(args, cfg, image_size, precision, train_ds, results):
+    """Adds the training figures to `results` (float32's too with --compare-float32); returns
+    the model trained in `precision`."""
     print(f"Timing training ({precision}) ...", file=sys.stderr)
-    label_smoothing = RECIPES[recipe]["label_smoothing"]
     model, train_ips = training_speed(args.variant, image_size, args.batch_size, precision,
-                                      args.jit, args.steps, train_ds, label_smoothing)
+                                      args.jit, args.steps, train_ds, cfg.label_smoothing)
     flops = count_flops(model)
     peak = results["peak_gflops_bfloat16" if "bfloat16" in precision else "peak_gflops_float32"]
     results.update(
@@ -199,35 +232,35 @@ def main(argv=None):
     if args.compare_float32 and precision != "float32":
         print("Timing training (float32) ...", file=sys.stderr)
         _, f32_ips = training_speed(args.variant, image_size, args.batch_size, "float32",
-                                    args.jit, args.steps, train_ds, label_smoothing)
+                                    args.jit, args.steps, train_ds, cfg.label_smoothing)
         results["train_images_per_second_float32"] = f32_ips
         results["mixed_over_float32"] = train_ips / f32_ips
         keras.mixed_precision.set_global_policy(precision)
+    return model
 
-    if args.compare_torch:
-        results.update(_compare_torch(args.variant, image_size, args.batch_size, args.steps,
-                                      label_smoothing, train_ips))
 
-    if args.layers:
-        print("Timing each layer ...", file=sys.stderr)
-        precisions = [precision] + (["float32"] if args.compare_float32 and
-                                    precision != "float32" else [])
-        ms, gflops = {}, {}
-        for p in precisions:
-            ms[p], gflops[p] = layer_times(args.variant, image_size, args.batch_size, p)
-        results["layer_ms_per_batch"] = _by_layer(ms)
-        results["layer_gflops"] = _by_layer(gflops)
-        keras.mixed_precision.set_global_policy(precision)
+def _time_layers(args, image_size, precision):
+    print("Timing each layer ...", file=sys.stderr)
+    precisions = [precision] + (["float32"] if args.compare_float32 and
+                                precision != "float32" else [])
+    ms, gflops = {}, {}
+    for p in precisions:
+        ms[p], gflops[p] = layer_times(args.variant, image_size, args.batch_size, p)
+    keras.mixed_precision.set_global_policy(precision)
+    return {"layer_ms_per_batch": _by_layer(ms), "layer_gflops": _by_layer(gflops)}
 
+
+def _time_inference(model, image_size, crop_fraction):
+    """Keras' predict throughput, and the latency of one image through the exported model."""
     print("Timing inference ...", file=sys.stderr)
     batch = np.random.default_rng(0).integers(0, 256, (512, image_size, image_size, 3), np.uint8)
     model.predict(batch[:64], verbose=0)
     start = time.perf_counter()
     model.predict(batch, batch_size=256, verbose=0)
-    results["inference_images_per_second"] = len(batch) / (time.perf_counter() - start)
+    results = {"inference_images_per_second": len(batch) / (time.perf_counter() - start)}
     with tempfile.TemporaryDirectory() as tmp:
         classifier = Classifier(export_model(model, tmp, class_names=[str(i) for i in range(10)],
-                                             crop_fraction=geometry.crop_fraction))
+                                             crop_fraction=crop_fraction))
         latencies = []
         for i in range(220):
             start = time.perf_counter()
@@ -236,27 +269,28 @@ def main(argv=None):
         latencies = np.array(latencies[20:])  # the first calls trace and warm up
     results["savedmodel_latency_ms_p50"] = float(np.percentile(latencies, 50))
     results["savedmodel_latency_ms_p99"] = float(np.percentile(latencies, 99))
+    return results
 
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for key, value in results.items():
-            if key == "layer_ms_per_batch":
-                print(f"layer ms per batch (forward + backward), GFLOP/s: "
-                      f"{' / '.join(next(iter(value.values())))}")
-                for name, per in value.items():
-                    ratio = (f"  ({per['float32'] / per[precision]:.2f}x)"
-                             if "float32" in per and len(per) > 1 else "")
-                    rate = results["layer_gflops"].get(name)
-                    rate = f"  {' / '.join(f'{v:.0f}' for v in rate.values())} GFLOP/s" if rate else ""
-                    print(f"  {name:34s} {' / '.join(f'{v:.2f}' for v in per.values())}{ratio}{rate}")
-                continue
-            if key == "layer_gflops":
-                continue
+
+def _print_table(results, precision):
+    for key, value in results.items():
+        if key == "layer_ms_per_batch":
+            _print_layers(value, results["layer_gflops"], precision)
+        elif key != "layer_gflops":
             digits = 2 if "_over_" in key else 1  # speed-up ratios need the second digit
             print(f"{key:36s} {value:.{digits}f}" if isinstance(value, float)
                   else f"{key:36s} {value}")
-    return 0
+
+
+def _print_layers(ms_per_batch, gflops, precision):
+    print(f"layer ms per batch (forward + backward), GFLOP/s: "
+          f"{' / '.join(next(iter(ms_per_batch.values())))}")
+    for name, per in ms_per_batch.items():
+        ratio = (f"  ({per['float32'] / per[precision]:.2f}x)"
+                 if "float32" in per and len(per) > 1 else "")
+        rate = gflops.get(name)
+        rate = f"  {' / '.join(f'{v:.0f}' for v in rate.values())} GFLOP/s" if rate else ""
+        print(f"  {name:34s} {' / '.join(f'{v:.2f}' for v in per.values())}{ratio}{rate}")
 
 
 def _compare_torch(variant, image_size, batch_size, steps, label_smoothing, train_ips):

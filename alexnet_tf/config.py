@@ -11,7 +11,7 @@ import typing
 from alexnet_tf.data import CROPS, default_crop
 from alexnet_tf.model import INITS, VARIANTS, default_image_size
 from alexnet_tf.recipes import DEFAULT_RECIPE, RECIPES
-from alexnet_tf.sources import folder_name, is_folder
+from alexnet_tf.sources import SPLIT_SEED, VAL_FRACTION, folder_name, is_folder
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "cosine", "constant")
@@ -31,10 +31,10 @@ class Config:
     batch_size: int | None = None  # global, across all replicas
     image_size: int | None = None  # default: the variant's native size
     precision: str = "auto"
-    val_fraction: float = 0.1
+    val_fraction: float = VAL_FRACTION
     limit: int | None = None  # use only the first N training examples
     seed: int = 0  # initialisation, shuffling, augmentation
-    split_seed: int = 0  # the held-out validation split: the same images whatever --seed
+    split_seed: int = SPLIT_SEED  # the held-out validation split: the same images whatever --seed
     workdir: str | None = None  # default: runs/alexnet_<dataset>_<variant>[_<recipe>]
     export_dir: str | None = None  # default: saved_models/alexnet_<dataset>
     export_precision: str = "float32"  # export.EXPORT_PRECISIONS: float32 or as-trained
@@ -281,11 +281,6 @@ def differences(old, new):
     `old` (a dict) and `new`; a field `old` lacks differs."""
     return [f.name for f in dataclasses.fields(Config) if f.name not in NOT_PART_OF_THE_RUN
             and old.get(f.name, _MISSING) != getattr(new, f.name)]
-
-
-def saved_value(old, name):
-    """The value of `name` in the saved config `old`, or the field's default."""
-    return old.get(name, Config.__dataclass_fields__[name].default)
 
 
 _MISSING = object()

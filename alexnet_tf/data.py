@@ -5,7 +5,6 @@ square, unbatched); `train_pipeline` and `eval_pipeline` batch a split for train
 """
 
 import dataclasses
-import types
 
 import numpy as np
 import tensorflow as tf
@@ -74,20 +73,9 @@ class Data:
     bad_files: list
 
 
-def train_pipeline(split, geometry, *, batch_size, num_classes, seed, preset=None, flip=True,
-                   lighting_std=0.0, eigval=augment.IMAGENET_EIGVAL,
-                   eigvec=augment.IMAGENET_EIGVEC, cutout=0, cutout_fill=(0.0, 0.0, 0.0),
-                   mixup=0.0):
-    """Shuffled, augmented, one-hot batches of `batch_size` (the global batch).
-
-    The augmentation is `preset` (an augment.TrainPreset, built by `augment.train_preset` from
-    the run's config); without one, the keywords describe it, as their config fields do.
-    """
-    if preset is None:
-        options = types.SimpleNamespace(crop=geometry.crop, flip=flip, lighting=lighting_std,
-                                        cutout=cutout, mixup=mixup)
-        preset = augment.train_preset(options, image_size=geometry.image_size, fill=cutout_fill,
-                                      eigen=(eigval, eigvec))
+def train_pipeline(split, preset, *, batch_size, num_classes, seed):
+    """Shuffled, augmented, one-hot batches of `batch_size` (the global batch); `preset` (an
+    augment.TrainPreset, built by `augment.train_preset` from the run's config) augments."""
     buffer = split.size if split.images is not None else min(split.size, 10_000)
     images = split.dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     # One stateless seed pair per image, new each epoch, the same for the same `seed`.

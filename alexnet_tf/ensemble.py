@@ -12,7 +12,7 @@ epoch `best.keras` holds was chosen on the very validation images the ensemble i
 The ensemble decodes, bounds and crops each image once, itself (`export.decode_bounded`,
 `export.resize_and_center_crop`: the limits of `alexnet_tf.export`), and gives the members the
 model-size views through their `serving_preprocessed`: an image is never decoded once per
-member, and members exported before those limits existed are bounded too.
+member.
 """
 
 import argparse
@@ -21,19 +21,29 @@ import sys
 
 import tensorflow as tf
 
-from alexnet_tf import export
-from alexnet_tf.config import is_folder, saved_value
+from alexnet_tf import errors, export, sources
 from alexnet_tf.data import geometry_for
 from alexnet_tf.inference import Classifier, ModelNotFound
-from alexnet_tf.sources import split_settings
-
-IMAGES = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
-IMAGE_BYTES = tf.TensorSpec([None], tf.string, name="image_bytes")
 
 
 def export_ensemble(members, export_dir):
     """Writes the next version under `export_dir` from `members` (loaded `Classifier`s, the
     first one's class order and `inspect`); returns its path. ValueError if they disagree."""
+    check_members(members, export_dir)
+    first = members[0]
+    crop_fraction = first.metadata.get("crop_fraction",
+                                       geometry_for(first.image_size).crop_fraction)
+    module = tf.Module()
+    module.members = [m.module for m in members]  # tracked: their variables are saved again
+    signatures = _signatures(members, crop_fraction)
+    return export.write_version(
+        export_dir, lambda staging: tf.saved_model.save(module, staging, signatures=signatures),
+        class_names=first.class_names, metadata=_metadata(members, crop_fraction))
+
+
+def check_members(members, export_dir):
+    """ValueError unless `members` make one ensemble: the same classes and input, the same
+    held-out split, none an ensemble itself or given twice, none living in `export_dir`."""
     first = members[0]
     for member in members:
         if "members" in member.metadata:  # its members would weigh less than the others
@@ -52,64 +62,51 @@ def export_ensemble(members, export_dir):
             if other.metadata.get(key) != first.metadata.get(key):
                 raise ValueError(f"{other.path} and {first.path} have another {key} "
                                  f"({other.metadata.get(key)} and {first.metadata.get(key)})")
-        if _held_out(other) != _held_out(first):
+        if sources.held_out(other.metadata) != sources.held_out(first.metadata):
             raise ValueError(f"{other.path} and {first.path} held out different validation "
                              "splits: the ensemble would be scored on images a member trained on")
-    size = first.image_size
-    crop_fraction = first.metadata.get("crop_fraction", geometry_for(size).crop_fraction)
-    module = tf.Module()
-    module.members = [m.module for m in members]  # tracked: their variables are saved again
-    labels = tf.constant(first.class_names)
+
+
+def _signatures(members, crop_fraction):
+    """The ensemble's signatures: each image preprocessed once, then the members'
+    `serving_preprocessed` probabilities averaged, in the first member's class order."""
+    first, size = members[0], members[0].image_size
+    classes = first.class_names
     # Columns in the first member's class order, whatever order each member lists them in.
-    orders = [[m.class_names.index(c) for c in first.class_names] for m in members]
-    k = min(export.TOP_K, len(first.class_names))
+    orders = [[m.class_names.index(c) for c in classes] for m in members]
 
-    def average(signature, **inputs):
-        # A batch of zero images skips the members (TF's grouped convolution fails on it).
-        return tf.cond(tf.shape(next(iter(inputs.values())))[0] > 0,
-                       lambda: members_mean(signature, **inputs),
-                       lambda: tf.zeros([0, len(first.class_names)]))
-
-    def members_mean(signature, **inputs):
-        return tf.add_n([tf.gather(m.module.signatures[signature](**inputs)["probabilities"],
-                                   order, axis=-1) for m, order in zip(members, orders)]
-                        ) / len(members)
-
-    def answer(probabilities):
-        top = tf.math.top_k(probabilities, k)
-        return {"probabilities": probabilities, "top_k_indices": top.indices,
-                "top_k_classes": tf.gather(labels, top.indices), "top_k_probabilities": top.values}
-
-    def preprocess(images):  # as each member's own serving_default does
-        return export.resize_and_center_crop(export.bounded_images(images), size, crop_fraction)
-
-    @tf.function(input_signature=[IMAGES])
-    def serve_images(images):
-        return answer(average("serving_preprocessed", images=preprocess(images)))
-
-    @tf.function(input_signature=[IMAGE_BYTES])
-    def serve_bytes(image_bytes):
-        views = export.views_from_bytes(image_bytes, size, crop_fraction)
-        return answer(average("serving_preprocessed", images=views))
+    def mean(views):
+        return tf.add_n([tf.gather(m.module.signatures["serving_preprocessed"](images=views)[
+            "probabilities"], order, axis=-1) for m, order in zip(members, orders)]) / len(members)
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
     def serve_preprocessed(images):
-        return answer(average("serving_preprocessed", images=images))
+        return export.answer(export.unless_empty(mean, images, len(classes)), classes)
 
-    @tf.function(input_signature=[IMAGES])
+    @tf.function(input_signature=[export.IMAGES])
+    def serve_images(images):
+        return serve_preprocessed(export.preprocess(images, size, crop_fraction))
+
+    @tf.function(input_signature=[export.IMAGE_BYTES])
+    def serve_bytes(image_bytes):
+        return serve_preprocessed(export.views_from_bytes(image_bytes, size, crop_fraction))
+
+    @tf.function(input_signature=[export.IMAGES])
     def inspect(images):
         """The first member's maps and Grad-CAM, which explains that member's own top class
         (`gradcam_class`), beside the ensemble's answer: the app's labels are the ensemble's."""
-        images = export.bounded_images(images)
-        out = dict(first.module.signatures["inspect"](images=images))
-        out["gradcam_class"] = out["top_k_classes"][:, 0]
-        out.update(answer(average("serving_preprocessed", images=preprocess(images))))
+        out = dict(first.module.signatures["inspect"](images=export.bounded_images(images)))
+        out.update(serve_images(images))
         return out
 
-    signatures = {"serving_default": serve_images, "serving_bytes": serve_bytes,
-                  "serving_preprocessed": serve_preprocessed, "inspect": inspect}
-    metadata = {
-        "image_size": size,
+    return {"serving_default": serve_images, "serving_bytes": serve_bytes,
+            "serving_preprocessed": serve_preprocessed, "inspect": inspect}
+
+
+def _metadata(members, crop_fraction):
+    first = members[0]
+    return {
+        "image_size": first.image_size,
         "crop_fraction": crop_fraction,  # the ensemble's own preprocessing
         "parameters": sum(m.metadata.get("parameters", 0) for m in members),
         "flops_per_image": sum(m.metadata.get("flops_per_image", 0) for m in members),
@@ -118,24 +115,6 @@ def export_ensemble(members, export_dir):
         "members": [{"model": str(m.path), "config": m.metadata.get("config"),
                      "metrics": m.metadata.get("metrics")} for m in members],
     }
-    return export.write_version(
-        export_dir, lambda staging: tf.saved_model.save(module, staging, signatures=signatures),
-        class_names=first.class_names, metadata=metadata)
-
-
-def _held_out(member):
-    """The training data and what its validation split depends on (the test `evaluate` makes
-    of ensemble members); the defaults for an export that recorded no run."""
-    trained = member.metadata.get("config")
-    trained = trained if isinstance(trained, dict) else {}
-    data = saved_value(trained, "data")
-    recorded = member.metadata.get("data_path")  # a folder's absolute path, when training ran
-    if isinstance(recorded, str) or is_folder(data):  # else a path from here, or a tfds name
-        data = str(pathlib.Path(recorded if isinstance(recorded, str) else data).resolve())
-    else:
-        data = data.removeprefix("tfds:")
-    return data, split_settings(data, val_fraction=saved_value(trained, "val_fraction"),
-                                split_seed=saved_value(trained, "split_seed"))
 
 
 def main(argv=None):
@@ -151,9 +130,7 @@ def main(argv=None):
         members = [Classifier(path) for path in args.model]
         version = export_ensemble(members, args.export_dir)
     except (ModelNotFound, ValueError, OSError, tf.errors.OpError) as error:
-        lines = str(error).strip().splitlines() or [type(error).__name__]  # TF's run long
-        print(f"error: {lines[0]}", file=sys.stderr)
-        return 2
+        return errors.report(error)
     print(f"Exported the ensemble of {len(members)} models to {version}")
     return 0
 

@@ -176,7 +176,8 @@ def _members(paths):
 def _predict_members(members, args):
     """(the split evaluated, each member's (probabilities, labels) in the first member's class
     order, the loaded data by input size)."""
-    splits = [_split_of(member, args) for member in members]
+    splits = [sources.trained_split(m.metadata, val_fraction=args.val_fraction,
+                                    split_seed=args.split_seed) for m in members]
     loads, split = {}, args.split
 
     def load(image_size):  # once per input size, not once per member
@@ -206,10 +207,13 @@ def _predict_members(members, args):
 
 
 def _warn_if_trained_elsewhere(member, data, several):
-    trained = _trained(member)
-    if not _same_source(trained.get("data"), member.metadata.get("data_path"), data):
+    """Unless the export names the same --data (or none)."""
+    trained_on = sources.trained_on(member.metadata)
+    if trained_on not in (None, sources.identity(data)):
         name = member.path if several else "the model"
-        print(f"warning: {name} was trained on {trained.get('data', 'other data')}: "
+        # The --data as the run was given it, the name a user knows.
+        given = sources.trained_config(member.metadata).get("data", trained_on)
+        print(f"warning: {name} was trained on {given}: "
               f"a validation split carved from {data} may hold images it trained on")
 
 
@@ -268,19 +272,6 @@ def _write_bad_files(bad_files, path):
                   f"{path}: {error.strerror}", file=sys.stderr)
 
 
-def _trained(classifier):
-    trained = classifier.metadata.get("config")
-    return trained if isinstance(trained, dict) else {}
-
-
-def _split_of(classifier, args):
-    """The held-out split a member's training run used, unless the flags choose one."""
-    trained = _trained(classifier)
-    return {"val_fraction": _first(args.val_fraction,
-                                   _recorded(trained, "val_fraction", (int, float)), 0.1),
-            "split_seed": _first(args.split_seed, _recorded(trained, "split_seed", int), 0)}
-
-
 def _describe(held_out):
     return " and ".join(sorted({", ".join(f"{k.replace('_', ' ')} {v}" for k, v in h.items())
                                 for h in held_out}))
@@ -290,29 +281,6 @@ def _geometry(classifier):
     size = classifier.image_size
     return data_lib.Geometry(size, round(size / classifier.metadata.get("crop_fraction", 1.0)),
                              data_lib.geometry_for(size).crop)
-
-
-def _first(*values):
-    return next(value for value in values if value is not None)
-
-
-def _recorded(trained, key, kind):
-    """A value the training run recorded, if it is one (metadata.json can be edited by hand).
-    An export whose config has no split_seed drew its split with its seed."""
-    value = trained.get(key, trained.get("seed") if key == "split_seed" else None)
-    return value if isinstance(value, kind) and not isinstance(value, bool) else None
-
-
-def _same_source(trained_on, trained_path, data):
-    """True unless the export names another --data (unknown counts as the same). A folder is
-    compared with the absolute path training recorded; older exports hold only `--data` as
-    given, which is compared as a path from here."""
-    if isinstance(trained_path, str) and sources.is_folder(data):
-        return pathlib.Path(trained_path) == pathlib.Path(data).resolve()
-    if not isinstance(trained_on, str) or trained_on == data:
-        return True
-    return sources.is_folder(trained_on) and sources.is_folder(data) and (
-        pathlib.Path(trained_on).resolve() == pathlib.Path(data).resolve())
 
 
 if __name__ == "__main__":

@@ -12,12 +12,13 @@ Images are RGB, 0-255, any size: `model_input` brings them to the model's input 
 import argparse
 import pathlib
 import sys
+import types
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import augment
+from alexnet_tf import augment, errors
 from alexnet_tf.data import geometry_for
 from alexnet_tf.model import build_model
 from alexnet_tf.summary import layer_table
@@ -197,9 +198,10 @@ def training_views(image, image_size, count=4, lighting_std=augment.LIGHTING_STD
     with augment's ImageNet eigenvalues) of one image: float32 [count, S, S, 3]."""
     geometry = geometry_for(image_size)
     stored = stored_image(image, image_size)
-    return np.stack([augment.train_augment(
-        stored, tf.constant([seed, i]), image_size=image_size, crop=geometry.crop,
-        lighting_std=lighting_std).numpy() for i in range(count)])
+    preset = augment.train_preset(
+        types.SimpleNamespace(crop=geometry.crop, flip=True, lighting=lighting_std, cutout=0,
+                              mixup=0.0), image_size=image_size)
+    return np.stack([preset.image(stored, tf.constant([seed, i])).numpy() for i in range(count)])
 
 
 def lighting_shift(seed, std=augment.LIGHTING_STD):
@@ -290,8 +292,7 @@ def main(argv=None):
             model = build_model("paper")
         paths = draw_all(model, image, args.out, class_names)
     except (OSError, ValueError, tf.errors.InvalidArgumentError) as error:
-        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
+        return errors.report(error)
     print("Wrote " + ", ".join(map(str, paths)))
     return 0
 

@@ -31,13 +31,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import augment
+from alexnet_tf import augment, errors
 from alexnet_tf.data import geometry_for
+from alexnet_tf.inference import CONVS
 from alexnet_tf.model import count_flops
 
 TOP_K = 5
 WARMUP_RECORDS = 3
-CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")  # the feature maps `inspect` returns
 MAX_PIXELS = 4096 * 4096  # per image: a decoded image stays under 50 MB (uint8 RGB)
 BYTES_FORMATS = "JPEG, PNG or BMP"
 EXPORT_PRECISIONS = ("float32", "as-trained")
@@ -46,6 +46,8 @@ STAGING = ".staging-"  # a version being written: TF Serving only loads integer 
 # export's once nothing has been written in it for this long.
 STALE_AFTER = 24 * 3600
 JPEG, PNG, BMP = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM"  # what tf.io.decode_image looks for
+IMAGES = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+IMAGE_BYTES = tf.TensorSpec([None], tf.string, name="image_bytes")
 
 
 def export_model(model, export_dir, *, class_names, crop_fraction=None, metadata=None,
@@ -302,67 +304,80 @@ def resize_and_center_crop(images, size, crop_fraction):
     return tf.ensure_shape(out, [images.shape[0], size, size, 3])
 
 
+def preprocess(images, size, crop_fraction):
+    """A batch of uint8 images of any size -> the model's float32 views, once bounded."""
+    return resize_and_center_crop(bounded_images(images), size, crop_fraction)
+
+
+def answer(probabilities, class_names):
+    """What every classifying signature returns for `probabilities` [N, C]: them, and the
+    TOP_K (all, when fewer) most probable classes' indices, names and probabilities."""
+    top = tf.math.top_k(probabilities, min(TOP_K, len(class_names)))
+    return {"probabilities": probabilities, "top_k_indices": top.indices,
+            "top_k_classes": tf.gather(tf.constant(list(class_names)), top.indices),
+            "top_k_probabilities": top.values}
+
+
+def unless_empty(probabilities_of, views, num_classes):
+    """`probabilities_of(views)`, or [0, num_classes] for a batch of zero images without
+    running the model: TF's grouped convolution (conv2) fails on an empty batch."""
+    return tf.cond(tf.shape(views)[0] > 0, lambda: probabilities_of(views),
+                   lambda: tf.zeros([0, num_classes]))
+
+
 def _build_archive(model, class_names, image_size, crop_fraction):
-    labels = tf.constant(list(class_names))
-    k = min(TOP_K, len(class_names))
+    """An ExportArchive of `model` with the signatures the module docstring lists."""
     inside = keras.Model(model.input, [model.get_layer(n).output for n in CONVS] + [model.output])
 
-    def preprocess(images):  # a batch of uint8 images of any size
-        return resize_and_center_crop(bounded_images(images), image_size, crop_fraction)
-
-    def classify(views):
-        # A batch of zero images skips the model: TF's grouped convolution (conv2) fails on it.
-        return tf.cond(tf.shape(views)[0] > 0,
-                       lambda: tf.cast(model(views, training=False), tf.float32),
-                       lambda: tf.zeros([0, len(class_names)]))
-
-    def answer(logits):
-        probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
-        top = tf.math.top_k(probabilities, k)
-        return {"probabilities": probabilities, "top_k_indices": top.indices,
-                "top_k_classes": tf.gather(labels, top.indices), "top_k_probabilities": top.values}
-
-    def serve_images(images):
-        return answer(classify(preprocess(images)))
+    def softmax(views):
+        return tf.nn.softmax(tf.cast(model(views, training=False), tf.float32))
 
     def serve_preprocessed(images):  # float32 [N, S, S, 3], e.g. 10-crop views
-        return answer(classify(images))
+        return answer(unless_empty(softmax, images, len(class_names)), class_names)
+
+    def serve_images(images):
+        return serve_preprocessed(preprocess(images, image_size, crop_fraction))
 
     def serve_bytes(image_bytes):
-        views = views_from_bytes(image_bytes, image_size, crop_fraction)
-        return answer(classify(views))
+        return serve_preprocessed(views_from_bytes(image_bytes, image_size, crop_fraction))
 
     def inspect(images):
-        """Model input, conv activations and a Grad-CAM map (Selvaraju et al. 2017) per image."""
         checks = [tf.debugging.assert_positive(tf.shape(images)[0],
                                                message="inspect needs at least one image")]
         with tf.control_dependencies(checks):
-            x = preprocess(images)
-        with tf.GradientTape() as tape:
-            *maps, logits = inside(x, training=False)
-            top_logit = tf.reduce_max(tf.cast(logits, tf.float32), axis=-1)
-        last = tf.cast(maps[-1], tf.float32)
-        grads = tf.cast(tape.gradient(top_logit, maps[-1]), tf.float32)
-        cam = tf.nn.relu(tf.reduce_sum(last * tf.reduce_mean(grads, axis=[1, 2], keepdims=True), -1))
-        cam = tf.image.resize(cam[..., None], [image_size, image_size])[..., 0]
-        cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + 1e-8)
-        kernel = tf.cast(model.get_layer("conv1").kernel, tf.float32)
-        out = {"model_input": x, "gradcam": cam, "conv1_filters": kernel, **answer(logits)}
-        out["gradcam_class"] = out["top_k_classes"][:, 0]  # the class the map explains
-        out.update({name: tf.cast(m, tf.float32) for name, m in zip(CONVS, maps)})
-        return out
+            views = preprocess(images, image_size, crop_fraction)
+        return _inspect(model, inside, views, class_names)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.track(inside)
-    image_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
-    archive.add_endpoint("serving_default", serve_images, input_signature=[image_spec])
-    archive.add_endpoint("serving_bytes", serve_bytes,
-                         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    archive.add_endpoint("inspect", inspect, input_signature=[image_spec])
-    archive.add_endpoint("serving_preprocessed", serve_preprocessed, input_signature=[
-        tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name="images")])
+    for name, function, spec in [
+            ("serving_default", serve_images, IMAGES), ("serving_bytes", serve_bytes, IMAGE_BYTES),
+            ("inspect", inspect, IMAGES), ("serving_preprocessed", serve_preprocessed,
+                                           tf.TensorSpec([None, image_size, image_size, 3],
+                                                         tf.float32, name="images"))]:
+        archive.add_endpoint(name, function, input_signature=[spec])
     return archive
+
+
+def _inspect(model, inside, views, class_names):
+    """Model input, conv activations and a Grad-CAM map (Selvaraju et al. 2017) per image;
+    `inside` is `model` with the conv layers' outputs before its own."""
+    with tf.GradientTape() as tape:
+        *maps, logits = inside(views, training=False)
+        top_logit = tf.reduce_max(tf.cast(logits, tf.float32), axis=-1)
+    last = tf.cast(maps[-1], tf.float32)
+    grads = tf.cast(tape.gradient(top_logit, maps[-1]), tf.float32)
+    cam = tf.nn.relu(tf.reduce_sum(last * tf.reduce_mean(grads, axis=[1, 2], keepdims=True), -1))
+    size = views.shape[1]
+    cam = tf.image.resize(cam[..., None], [size, size])[..., 0]
+    cam = cam / (tf.reduce_max(cam, axis=[1, 2], keepdims=True) + 1e-8)
+    kernel = tf.cast(model.get_layer("conv1").kernel, tf.float32)
+    out = {"model_input": views, "gradcam": cam, "conv1_filters": kernel,
+           **answer(tf.nn.softmax(tf.cast(logits, tf.float32)), class_names)}
+    out["gradcam_class"] = out["top_k_classes"][:, 0]  # the class the map explains
+    out.update({name: tf.cast(m, tf.float32) for name, m in zip(CONVS, maps)})
+    return out
 
 
 def _write_warmup(path, image_size):
@@ -399,11 +414,28 @@ def _not_alexnet(model):
 def _load_error(error):
     """Keras' load errors run over many lines; the cause is in the last, before its config dump."""
     lines = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
-    cause = lines[-1].removeprefix("Exception encountered: ").split(" Full object config")[0]
-    return cause if len(cause) <= 300 else cause[:297] + "..."
+    return errors.one_line(lines[-1].removeprefix("Exception encountered: ").split(
+        " Full object config")[0], 300)
 
 
 def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        checkpoint = pathlib.Path(args.checkpoint)
+        labels, class_names, config = _run_files(checkpoint, args.labels)
+        export_dir = args.export_dir or config.get("export_dir")
+        if not export_dir:
+            raise ValueError("no --export-dir given and no config.json beside the checkpoint")
+        model = _load_model(checkpoint, labels, class_names)
+        version = export_model(model, export_dir, class_names=class_names,
+                               metadata={"config": config}, precision=args.export_precision)
+    except (ValueError, OSError) as error:
+        return errors.report(error)
+    print(f"Exported {args.checkpoint} to {version}")
+    return 0
+
+
+def _parser():
     parser = argparse.ArgumentParser(prog="python -m alexnet_tf.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help=".keras file (e.g. runs/X/best.keras)")
@@ -413,43 +445,41 @@ def main(argv=None):
     parser.add_argument("--export-precision", choices=EXPORT_PRECISIONS, default="float32",
                         help="float32 (default: runs on any CPU, converts to TFLite) or "
                              "as-trained (bfloat16 compute after mixed_bfloat16 training)")
-    args = parser.parse_args(argv)
-    checkpoint = pathlib.Path(args.checkpoint)
+    return parser
+
+
+def _run_files(checkpoint, labels=None):
+    """(the labels file, its class names, the run's config.json or {}) of a checkpoint."""
     run_dir = checkpoint.parent
+    if not checkpoint.is_file():
+        raise ValueError(f"checkpoint not found: {checkpoint}")
+    labels = pathlib.Path(labels or run_dir / "labels.txt")
+    if not labels.is_file():
+        raise ValueError(f"class names not found: {labels} (give --labels FILE)")
+    class_names = labels.read_text().splitlines()  # the last line may lack its newline
+    config = json.loads((run_dir / "config.json").read_text()) if (
+        run_dir / "config.json").is_file() else {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{run_dir / 'config.json'} is not a JSON object")
+    return labels, class_names, config
+
+
+def _load_model(checkpoint, labels, class_names):
+    """The checkpoint's Keras model; ValueError in one line unless it is this project's model
+    with as many outputs as `labels` names classes."""
     try:
-        if not checkpoint.is_file():
-            raise ValueError(f"checkpoint not found: {checkpoint}")
-        labels = pathlib.Path(args.labels or run_dir / "labels.txt")
-        if not labels.is_file():
-            raise ValueError(f"class names not found: {labels} (give --labels FILE)")
-        class_names = labels.read_text().splitlines()  # the last line may lack its newline
-        config = json.loads((run_dir / "config.json").read_text()) if (
-            run_dir / "config.json").is_file() else {}
-        if not isinstance(config, dict):
-            raise ValueError(f"{run_dir / 'config.json'} is not a JSON object")
-        config.pop("overwrite", None)  # older runs saved the flag; it is no part of a run
-        export_dir = args.export_dir or config.get("export_dir")
-        if not export_dir:
-            raise ValueError("no --export-dir given and no config.json beside the checkpoint")
-        try:
-            model = keras.saving.load_model(checkpoint)
-        # A layer Keras cannot find (a model from another project) is a TypeError.
-        except (ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
-            raise ValueError(f"{checkpoint} is not a readable .keras model "
-                             f"({_load_error(error)})") from None
-        problem = _not_alexnet(model)
-        if problem:
-            raise ValueError(f"{checkpoint} is not an alexnet_tf model: {problem}")
-        if model.output.shape[-1] != len(class_names):
-            raise ValueError(f"{labels} has {len(class_names)} classes, the model "
-                             f"{model.output.shape[-1]} outputs")
-        version = export_model(model, export_dir, class_names=class_names,
-                               metadata={"config": config}, precision=args.export_precision)
-    except (ValueError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"Exported {checkpoint} to {version}")
-    return 0
+        model = keras.saving.load_model(checkpoint)
+    # A layer Keras cannot find (a model from another project) is a TypeError.
+    except (ValueError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{checkpoint} is not a readable .keras model "
+                         f"({_load_error(error)})") from None
+    problem = _not_alexnet(model)
+    if problem:
+        raise ValueError(f"{checkpoint} is not an alexnet_tf model: {problem}")
+    if model.output.shape[-1] != len(class_names):
+        raise ValueError(f"{labels} has {len(class_names)} classes, the model "
+                         f"{model.output.shape[-1]} outputs")
+    return model
 
 
 if __name__ == "__main__":

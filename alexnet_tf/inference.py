@@ -10,8 +10,10 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf.errors import one_line
 
 SIGNATURES = ("serving_default", "serving_bytes", "serving_preprocessed", "inspect")
+CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")  # the feature maps `inspect` returns
 
 
 class ModelNotFound(Exception):
@@ -52,8 +54,7 @@ class Classifier:
         # Any failure here means no loadable model: a truncated variables file, say, is an
         # IndexError ("Read less bytes than requested").
         except Exception as error:  # noqa: BLE001
-            reason = str(error).strip().splitlines() or [type(error).__name__]  # TF's run long
-            raise ModelNotFound(f"Cannot load {self.path}: {reason[0]}") from None
+            raise ModelNotFound(f"Cannot load {self.path}: {one_line(error)}") from None
         self._signatures = self.module.signatures
         metadata = self.path / "assets" / "metadata.json"
         try:

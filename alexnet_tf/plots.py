@@ -17,6 +17,8 @@ matplotlib.use("Agg")  # files only; no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from alexnet_tf import errors  # noqa: E402
+
 
 def training_curves(history_csv, path):
     """Loss and top-1/top-5 accuracy per epoch from Keras' CSVLogger file."""
@@ -113,8 +115,7 @@ def main(argv=None):
     try:
         accuracy_vs_time(runs, args.out, args.budget)
     except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return errors.report(error)
     print(f"Wrote {args.out}")
     return 0
 

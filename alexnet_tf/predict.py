@@ -14,9 +14,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from alexnet_tf.augment import IMAGE_EXTENSIONS
 from alexnet_tf.inference import Classifier, ModelNotFound
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 def expand(paths):

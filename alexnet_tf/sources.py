@@ -6,28 +6,29 @@
 import dataclasses
 import os
 import pathlib
-import textwrap
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import augment
+from alexnet_tf.augment import IMAGE_EXTENSIONS
 from alexnet_tf.data import AUTOTUNE, SPLITS, Data, DataError, Split, geometry_for
+from alexnet_tf.errors import one_line
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Above this many bytes of decoded images, stream from files instead of caching in memory
 # (from_tensor_slices also embeds the array in the dataset graph, which must stay under 2 GB).
 CACHE_LIMIT_BYTES = 1_500_000_000
 SYNTHETIC_SIZES = {"train": 1024, "val": 256, "test": 256}
 # Beside train/, a folder of one of these names is the validation split (not carved from train).
 VAL_DIRS = ("val", "validation")
+VAL_FRACTION, SPLIT_SEED = 0.1, 0  # train's --val-fraction and --split-seed defaults
 
 
-def load(source, *, image_size, val_fraction=0.1, split_seed=0, limit=None, cache=True,
-         data_dir=None, splits=SPLITS, crop=None):
+def load(source, *, image_size, val_fraction=VAL_FRACTION, split_seed=SPLIT_SEED, limit=None,
+         cache=True, data_dir=None, splits=SPLITS, crop=None):
     """Loads `source`: a tfds name (`cifar10`, `tfds:NAME`), a folder, or `synthetic`.
 
     Only the `splits` named are decoded (the others are None): evaluating on the 5,000 held-out
@@ -72,6 +73,51 @@ def split_settings(source, *, val_fraction, split_seed):
     if source == "synthetic":
         return {"split_seed": split_seed}
     return {"val_fraction": val_fraction}
+
+
+def identity(source):
+    """What `source` (a --data) names, the same from any directory: a folder's absolute path,
+    else the tensorflow-datasets name (or `synthetic`)."""
+    return str(pathlib.Path(source).resolve()) if is_folder(source) else source.removeprefix(
+        "tfds:")
+
+
+def trained_on(metadata):
+    """The `identity` of the data an export's training run read (its metadata.json), from the
+    absolute path training records for a folder; None when the metadata does not say."""
+    if isinstance(metadata.get("data_path"), str):
+        return str(pathlib.Path(metadata["data_path"]).resolve())
+    data = trained_config(metadata).get("data")
+    return identity(data) if isinstance(data, str) else None
+
+
+def trained_split(metadata, *, val_fraction=None, split_seed=None):
+    """The val_fraction and split_seed an export's training run drew its held-out split with,
+    unless given here; train's defaults where its metadata.json is silent or hand-edited."""
+    trained = trained_config(metadata)
+
+    def recorded(key, kind, default):
+        value = trained.get(key)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+    return {"val_fraction": recorded("val_fraction", (int, float), VAL_FRACTION)
+            if val_fraction is None else val_fraction,
+            "split_seed": recorded("split_seed", int, SPLIT_SEED)
+            if split_seed is None else split_seed}
+
+
+def held_out(metadata):
+    """Which images an export's training run held out: (`trained_on`, `split_settings`).
+    Exports that agree here were validated on the same images."""
+    data = trained_on(metadata)
+    split = trained_split(metadata)
+    return data, split_settings(data, **split) if data is not None else split
+
+
+def trained_config(metadata):
+    """The run's config an export's metadata.json records; {} if it records none."""
+    trained = metadata.get("config")
+    return trained if isinstance(trained, dict) else {}
 
 
 def write_bad_files(bad_files, path):
@@ -208,16 +254,10 @@ def _load_tfds(name, geometry, val_fraction, limit, cache, data_dir, wanted):
         train, info = tfds.load(name, split="train", as_supervised=True, with_info=True,
                                 data_dir=data_dir)
     except Exception as error:
-        # The first line, cut at a word (a cut mid-word can turn port=443 into port=4);
-        # hard-cut when a single long word (a URL) would leave nothing.
-        first = (str(error).strip().splitlines() or [""])[0]
-        reason = textwrap.shorten(first, 200, placeholder=" ...")
-        if len(reason) < 40 < len(first):
-            reason = first[:197] + "..."
         raise DataError(
             f"Could not download or prepare tensorflow-datasets '{name}' "
-            f"({type(error).__name__}: {reason}). Without internet, train from a folder of "
-            f"images instead: --data PATH/TO/FOLDER (one subfolder per class)") from None
+            f"({type(error).__name__}: {one_line(error, 200)}). Without internet, train from a "
+            f"folder of images instead: --data PATH/TO/FOLDER (one subfolder per class)") from None
     finally:
         downloader.MAX_RETRIES = retries
     label_feature = info.features[info.supervised_keys[1]]

@@ -148,9 +148,9 @@ def load_inputs(cfg, image_size, replicas, task):
     preflight.check_data(cfg, data, replicas, multi_worker=task is not None)
     geometry = data_lib.geometry_for(image_size, cfg.crop)
     num_classes = len(data.class_names)
-    train_ds = data_lib.train_pipeline(data.train, geometry, batch_size=cfg.batch_size,
-                                       num_classes=num_classes, seed=cfg.seed,
-                                       preset=train_preset(cfg, image_size, data))
+    train_ds = data_lib.train_pipeline(data.train, train_preset(cfg, image_size, data),
+                                       batch_size=cfg.batch_size, num_classes=num_classes,
+                                       seed=cfg.seed)
     # Under several replicas a last batch smaller than the replica count leaves one replica
     # empty, and TF's CPU Conv2D fails on an empty batch: Keras' fit then validates on whole
     # batches only. The final evaluation always uses every image.

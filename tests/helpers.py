@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 from PIL import Image
@@ -22,6 +23,16 @@ def write_image_folder(root, classes=("cat", "dog", "ship"), per_class=24, size=
             pixels = np.clip(base + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / name / f"{i}.{'png' if i % 2 else 'jpg'}")
     return root
+
+
+def preset(image_size, crop="random", flip=True, lighting=0.0, cutout=0, mixup=0.0,
+           fill=(0.0, 0.0, 0.0)):
+    """augment.train_preset of these augmentations (named as a run's config names them)."""
+    from alexnet_tf import augment
+
+    options = types.SimpleNamespace(crop=crop, flip=flip, lighting=lighting, cutout=cutout,
+                                    mixup=mixup)
+    return augment.train_preset(options, image_size=image_size, fill=fill)
 
 
 def run_module(module, *args, timeout=600, **kwargs):

@@ -22,9 +22,8 @@ def batches(cfg, steps):
     data = sources.load(cfg.data, image_size=cfg.image_size, split_seed=cfg.split_seed,
                         limit=cfg.limit)
     pipeline = data_lib.train_pipeline(
-        data.train, data_lib.geometry_for(cfg.image_size), batch_size=cfg.batch_size,
-        num_classes=len(data.class_names), seed=cfg.seed, flip=cfg.flip,
-        lighting_std=cfg.lighting, cutout=cfg.cutout, mixup=cfg.mixup)
+        data.train, train.train_preset(cfg, cfg.image_size, data), batch_size=cfg.batch_size,
+        num_classes=len(data.class_names), seed=cfg.seed)
     fixed = [tuple(t.numpy() for t in batch) for batch in pipeline.take(steps)]
     dataset = tf.data.Dataset.from_tensors(fixed[0])
     for batch in fixed[1:]:

@@ -157,22 +157,6 @@ def test_inside_shows_maps_gradcam_and_filters(classifier, files):
     assert grid.shape == (8 * 47 - 2, 8 * 47 - 2, 3) and grid.max() == 255 and grid.min() == 0
 
 
-def test_an_older_ensemble_export_is_labelled_by_its_ensemble_answer(classifier, files):
-    class OlderEnsemble:  # its inspect answered for its first model, without gradcam_class
-        metadata = {**classifier.metadata, "members": [{"model": "a/1"}, {"model": "b/1"}]}
-        classify = classifier.classify
-
-        def inspect(self, pixels):
-            out = {k: v for k, v in classifier.inspect(pixels).items() if k != "gradcam_class"}
-            out["top_k_classes"] = out["top_k_classes"][::-1]  # not the ensemble's answer
-            return out
-
-    photo = str(files / "photo.jpg")
-    labels, _, _ = app.classify(photo, OlderEnsemble())
-    ensemble = classifier.classify(app.load_image(photo))["top_k_classes"]
-    assert list(labels) == [name.decode() for name in ensemble]
-
-
 def test_model_card_handles_missing_and_present_metadata(classifier):
     bare = app.model_card(classifier)
     assert "**Dataset**: unknown" in bare and "**Test accuracy**: unknown" in bare

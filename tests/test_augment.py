@@ -4,6 +4,7 @@ import tensorflow as tf
 from PIL import Image
 
 from alexnet_tf import augment
+from helpers import preset
 
 
 def image(size=40, seed=0):
@@ -18,9 +19,8 @@ def both_ways(fn, *args):
 
 
 @pytest.mark.parametrize("crop, stored, size", [("pad", 32, 32), ("random", 73, 64), ("none", 50, 40)])
-def test_train_augment_shapes_and_determinism(crop, stored, size):
-    fn = lambda img, seed: augment.train_augment(img, seed, image_size=size, crop=crop,
-                                                 lighting_std=0.1)
+def test_train_preset_shapes_and_determinism(crop, stored, size):
+    fn = preset(size, crop, lighting=0.1).image
     eager, in_data = both_ways(fn, image(stored), np.array([1, 2], np.int64))
     assert eager.shape == (size, size, 3) and eager.dtype == np.float32
     np.testing.assert_allclose(eager, in_data, atol=1e-4)
@@ -30,8 +30,7 @@ def test_train_augment_shapes_and_determinism(crop, stored, size):
 
 def test_flip_really_flips():
     img = image(32)
-    flips = [augment.train_augment(img, tf.constant([s, 0]), image_size=32, crop="none").numpy()
-             for s in range(20)]
+    flips = [preset(32, "none").image(img, tf.constant([s, 0])).numpy() for s in range(20)]
     flipped = [f for f in flips if np.array_equal(f, img[:, ::-1].astype(np.float32))]
     kept = [f for f in flips if np.array_equal(f, img.astype(np.float32))]
     assert flipped and kept and len(flipped) + len(kept) == 20
@@ -100,8 +99,7 @@ def test_cutout_blanks_one_square_of_its_size_and_keeps_the_rest():
     sizes = []
     for s in range(20):
         seed = tf.constant([s, 7])
-        out = augment.train_augment(img, seed, image_size=32, crop="none", flip=False,
-                                    cutout_size=8, cutout_fill=fill).numpy()
+        out = preset(32, "none", flip=False, cutout=8, fill=fill).image(img, seed).numpy()
         blank = np.all(out == fill, axis=-1)
         assert np.all(out[~blank] == 200)
         rows, cols = np.nonzero(blank)
@@ -109,7 +107,7 @@ def test_cutout_blanks_one_square_of_its_size_and_keeps_the_rest():
         assert blank.sum() == (np.ptp(rows) + 1) * (np.ptp(cols) + 1) and blank.sum() <= 64
         sizes.append(blank.sum())
         # Cutout takes its own seed: the rest of the augmentation is unchanged by it.
-        plain = augment.train_augment(img, seed, image_size=32, crop="none", flip=False).numpy()
+        plain = preset(32, "none", flip=False).image(img, seed).numpy()
         assert np.array_equal(plain[~blank], out[~blank])
     assert 64 in sizes and min(sizes) < 64  # whole squares, and some cut by the border
 
@@ -117,9 +115,8 @@ def test_cutout_blanks_one_square_of_its_size_and_keeps_the_rest():
 def test_cutout_keeps_the_crop_and_flip_of_a_seed():
     img = np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8)
     seed = tf.constant([3, 4])
-    plain = augment.train_augment(img, seed, image_size=32, crop="pad").numpy()
-    cut = augment.train_augment(img, seed, image_size=32, crop="pad", cutout_size=8,
-                                cutout_fill=(-1.0, -1.0, -1.0)).numpy()
+    plain = preset(32, "pad").image(img, seed).numpy()
+    cut = preset(32, "pad", cutout=8, fill=(-1.0, -1.0, -1.0)).image(img, seed).numpy()
     kept = ~np.all(cut == -1.0, axis=-1)
     assert kept.sum() < 32 * 32 and np.array_equal(plain[kept], cut[kept])
 

@@ -2,6 +2,7 @@ import numpy as np
 import tensorflow as tf
 
 from alexnet_tf import data, sources
+from helpers import preset
 
 
 def test_pipelines_batches_and_determinism():
@@ -9,15 +10,16 @@ def test_pipelines_batches_and_determinism():
     geometry = data.geometry_for(32)
 
     def first_batch(seed):
-        ds = data.train_pipeline(d.train, geometry, batch_size=16, num_classes=10, seed=seed,
-                                 lighting_std=0.1)
+        ds = data.train_pipeline(d.train, preset(32, geometry.crop, lighting=0.1), batch_size=16,
+                                 num_classes=10, seed=seed)
         return next(iter(ds))
 
     x, y = first_batch(5)
     assert x.shape == (16, 32, 32, 3) and x.dtype == tf.float32 and y.shape == (16, 10)
     np.testing.assert_array_equal(x, first_batch(5)[0])
     assert not np.array_equal(x, first_batch(6)[0])
-    ds = data.train_pipeline(d.train, geometry, batch_size=16, num_classes=10, seed=5)
+    ds = data.train_pipeline(d.train, preset(32, geometry.crop), batch_size=16, num_classes=10,
+                             seed=5)
     epochs = [next(iter(ds))[0].numpy() for _ in range(2)]
     assert not np.array_equal(*epochs)  # reshuffled and re-augmented each epoch
     # batch_size counts views: the model takes 40 images a call, as without ten_crop.
@@ -30,8 +32,8 @@ def test_mixup_blends_images_and_labels_alike():
     geometry = data.geometry_for(32)
 
     def first_batch(mixup):
-        ds = data.train_pipeline(d.train, geometry, batch_size=32, num_classes=10, seed=3,
-                                 flip=False, mixup=mixup)
+        ds = data.train_pipeline(d.train, preset(32, geometry.crop, flip=False, mixup=mixup),
+                                 batch_size=32, num_classes=10, seed=3)
         return [t.numpy() for t in next(iter(ds))]
 
     plain_x, plain_y = first_batch(0.0)
@@ -52,8 +54,8 @@ def test_mixup_blends_images_and_labels_alike():
     # The next epoch's batches don't depend on how far the last iterator read ahead (fit's
     # prefetching to build a model reads a timing-dependent count).
     def next_epoch_after_reading(batches):
-        ds = data.train_pipeline(d.train, geometry, batch_size=16, num_classes=10, seed=3,
-                                 mixup=1.0)
+        ds = data.train_pipeline(d.train, preset(32, geometry.crop, mixup=1.0), batch_size=16,
+                                 num_classes=10, seed=3)
         for _ in zip(range(batches), ds):
             pass
         return next(iter(ds))[1].numpy()
@@ -80,8 +82,8 @@ def test_no_crop_no_flip_trains_on_the_stored_images_as_they_are():
     d = sources.load("synthetic", image_size=48, limit=32, crop="none")
     assert d.train.images.shape == (32, 48, 48, 3)
     geometry = data.geometry_for(48, "none")
-    x, y = next(iter(data.train_pipeline(d.train, geometry, batch_size=32, num_classes=10,
-                                         seed=0, flip=False)))
+    x, y = next(iter(data.train_pipeline(d.train, preset(48, "none", flip=False), batch_size=32,
+                                         num_classes=10, seed=0)))
     stored = {image.tobytes(): label for image, label in zip(d.train.images, d.train.dataset.map(
         lambda _, label: label).as_numpy_iterator())}
     batch = x.numpy().astype(np.uint8)
@@ -94,7 +96,6 @@ def test_no_crop_no_flip_trains_on_the_stored_images_as_they_are():
 
 def test_cutout_fills_with_the_colour_the_model_maps_to_zero():
     d = sources.load("synthetic", image_size=32, limit=16)
-    x, _ = next(iter(data.train_pipeline(d.train, data.geometry_for(32), batch_size=16,
-                                         num_classes=10, seed=0, cutout=32,
-                                         cutout_fill=(127.5,) * 3)))
+    x, _ = next(iter(data.train_pipeline(d.train, preset(32, "pad", cutout=32, fill=(127.5,) * 3),
+                                         batch_size=16, num_classes=10, seed=0)))
     assert (np.isclose(x.numpy(), 127.5).all(axis=-1)).mean() > 0.2

@@ -6,12 +6,12 @@ import time
 import gradio as gr
 import numpy as np
 
+from alexnet_tf.augment import IMAGE_EXTENSIONS
 from ui.images import bad_input, load_image, refuse_urls
 from ui.models import ModelView
 from ui.pictures import upscale
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent / "examples"  # any images here are offered
-EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 # preprocess=False: load_image decodes the upload itself (GIF colours, huge images, clear
 # messages); one concurrency_id so all model calls of every tab share the app's limit.
 MODEL_CALL = dict(preprocess=False, concurrency_id="model")
@@ -27,8 +27,6 @@ def classify(image, classifier):
     pixels = load_image(image)
     loaded = time.perf_counter()
     out = classifier.inspect(pixels)  # one call: probabilities and the model-input view
-    if "members" in classifier.metadata and "gradcam_class" not in out:
-        out.update(classifier.classify(pixels))  # an older ensemble: inspect was its first model
     done = time.perf_counter()
     labels = {name.decode(): float(p)
               for name, p in zip(out["top_k_classes"], out["top_k_probabilities"])}
@@ -97,7 +95,7 @@ def model_name(path):
 
 
 def example_images():
-    return sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix.lower() in EXAMPLE_SUFFIXES)
+    return sorted(str(p) for p in EXAMPLES.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 class ClassifyTab:

@@ -6,12 +6,13 @@ import functools
 import gradio as gr
 import numpy as np
 
+from alexnet_tf.inference import CONVS
 from ui.classify_tab import MODEL_CALL
 from ui.images import load_image
 from ui.models import ModelView
 from ui.pictures import SHOWN_CHANNELS, feature_map_grid, filter_grid, gradcam_overlay
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+LAYERS = CONVS  # the feature maps the export's `inspect` returns
 
 
 def inside(image, layer, classifier):
@@ -25,9 +26,8 @@ def inside(image, layer, classifier):
                f"the first {min(SHOWN_CHANNELS, maps.shape[-1])}, each scaled to its own range "
                f"(yellow = strongest). {dead} of {maps.shape[-1]} channels are silent (ReLU = 0) "
                "for this image.")
-    # An ensemble's map is its first model's, for that model's own top class (older exports
-    # have no gradcam_class: their map explains the top class).
-    explained = out.get("gradcam_class", out["top_k_classes"][0]).decode()
+    # An ensemble's map is its first model's, for that model's own top class.
+    explained = out["gradcam_class"].decode()
     if "members" in classifier.metadata:
         cam_caption = (f"Grad-CAM of the ensemble's first model, for its own top class "
                        f"**{explained}**: red = regions that raise that model's score.")

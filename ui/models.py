@@ -13,6 +13,7 @@ import typing
 
 import numpy as np
 
+from alexnet_tf.errors import one_line
 from alexnet_tf.inference import Classifier, ModelNotFound
 
 
@@ -85,7 +86,7 @@ def load_classifier(path):
     except ModelNotFound:
         raise
     except Exception as error:  # e.g. an export this TensorFlow cannot run
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        reason = f"{type(error).__name__}: {one_line(error, 200)}"
         raise ModelNotFound(f"{path} is not a usable alexnet_tf export ({reason})") from None
     return classifier
 

@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 
+from alexnet_tf.errors import one_line
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CIFAR10 = "cifar10"
 BUDGETS = (1, 5, 15, 60)  # minutes offered (the command's --time-budget); 1 is a quick try
@@ -231,7 +233,7 @@ class Trainer:
             if self.on_export is not None:
                 self.on_export(export)
         except Exception as error:  # ModelNotFound, or anything a broken export raises
-            run.message, run.state = f"error: {str(error).splitlines()[0]}", "failed"
+            run.message, run.state = f"error: {one_line(error)}", "failed"
             return
         run.export = str(export)
         run.state = "finished"
