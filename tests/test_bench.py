@@ -9,6 +9,8 @@ import pytest
 from alexnet_tf.model import build_model, layer_flops
 from helpers import REPO, run_module
 
+pytestmark = pytest.mark.slow  # each runs the benchmark or PyTorch in a process of its own
+
 
 def test_bench_reports_every_figure():
     """A smoke run: the figures exist and are positive (speed targets are checked by hand)."""

@@ -112,6 +112,7 @@ def test_members_that_disagree_are_refused_in_one_line(members, tmp_path, capsys
         p.name for p in members[1].parent.iterdir()) == ["1"]
 
 
+@pytest.mark.slow
 def test_the_ensemble_bounds_each_request_itself(members, tmp_path):
     """The ensemble decodes, bounds and crops once, itself (export's limits), so its members'
     own preprocessing never sees a huge image, whenever they were exported."""
