@@ -254,6 +254,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_twenty_concurrent_api_clients(classifier, files, tmp_path):
     from gradio_client import Client, handle_file
 

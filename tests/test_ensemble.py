@@ -76,6 +76,7 @@ def test_the_ensemble_export_averages_its_members(members, tmp_path):
     assert (joint.path / "assets.extra" / "tf_serving_warmup_requests").is_file()
 
 
+@pytest.mark.slow
 def test_members_that_disagree_are_refused_in_one_line(members, tmp_path, capsys, monkeypatch):
     base = tmp_path / "others"
     other_classes = member(base / "birds", ["cat", "dog", "bird"], 3)

@@ -277,6 +277,7 @@ def test_evaluate_and_predict_commands(exported, tmp_path):
     assert table.returncode == 0 and len(table.stdout.strip().splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_evaluate_averages_an_ensembles_probabilities(exported, tmp_path, monkeypatch,
                                                         capsys):
     """Section 6 of the paper: the members' softmax outputs averaged, matched by class name."""
@@ -331,6 +332,7 @@ def test_evaluate_averages_an_ensembles_probabilities(exported, tmp_path, monkey
                           "--split-seed", "0"]) == 0
 
 
+@pytest.mark.slow
 def test_evaluate_export_matches_keras_when_cropping(tmp_path):
     """At 72 px the stored images are 82 px and get centre-cropped once, as in training."""
     from alexnet_tf import data as data_lib, evaluate, sources
@@ -354,6 +356,7 @@ def test_evaluate_export_matches_keras_when_cropping(tmp_path):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_another_savedmodel_is_refused_in_one_line(tmp_path):
     module = tf.Module()
     module.double = tf.function(lambda x: {"y": 2 * x},
@@ -642,6 +645,7 @@ def test_a_killed_exports_staging_is_removed_by_the_next(tmp_path):
     assert sorted(p.name for p in base.iterdir()) == [".staging-young", "1", "2"]
 
 
+@pytest.mark.slow
 def test_a_mixed_precision_model_exports_in_float32_and_converts_to_tflite(tmp_path):
     """bfloat16 compute needs AVX-512 (oneDNN refuses the convolution on an AVX2 server) and
     TFLite: the export computes in float32 unless asked otherwise, with the same weights."""

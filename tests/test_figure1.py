@@ -1,3 +1,4 @@
+import pytest
 import json
 
 from alexnet_tf import figure1
@@ -5,6 +6,7 @@ from alexnet_tf import figure1
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_trains_both_networks_and_writes_the_record_and_figure(tmp_path, capsys):
     out, record_path = tmp_path / "fig.png", tmp_path / "fig.json"
     assert figure1.main(["--data", "synthetic", "--epochs", "2", "--lrs", "0.003,0.03",
