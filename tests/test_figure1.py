@@ -1,5 +1,6 @@
-import pytest
 import json
+
+import pytest
 
 from alexnet_tf import figure1
 
