@@ -22,6 +22,12 @@ RUN_KEYS = {"data", "variant", "workdir", "epochs", "lr"}  # in every config.jso
 BACKUP_FILES = ("latest.weights.h5", "training_metadata.json")  # Keras' BackupAndRestore
 LOCK_NAME = ".train.lock"  # in the workdir; an export dir's is beside it (see export_lock)
 EXPORT_RECORD = "export.json"  # the version this run exported, written before metrics.json
+# What a training writes in its workdir: all that --overwrite deletes, so a user's own files in
+# a folder that a run was started in survive it.
+RUN_OUTPUTS = ("config.json", "metrics.json", "history.csv", "labels.txt", "bad_files.txt",
+               "best.keras", ".best.partial.keras", "backup", "tensorboard", EXPORT_RECORD,
+               "training_curves.png", "confusion_matrix.png", "config.json.partial",
+               "metrics.json.partial", EXPORT_RECORD + ".partial")
 
 
 class Locks(contextlib.ExitStack):
@@ -135,7 +141,7 @@ def holds_a_run(workdir):
 
 
 def start(cfg, workdir, locks=None, export_dir=None):
-    """Makes the workdir, emptied first with --overwrite (all but its lock). Called after the
+    """Makes the workdir, the run's outputs deleted first with --overwrite. Called after the
     checks (flags, data) so that a command refused with a one-line error never costs the run
     it would replace. With `locks`, takes the locks `check` could not (the folders did not
     exist yet) and checks again under them. Call `record` once training starts."""
@@ -154,13 +160,11 @@ def start(cfg, workdir, locks=None, export_dir=None):
             newly_locked = True
     if newly_locked:  # another training may have started, or finished, here since `check`
         check(cfg, workdir, export_dir=export_dir)
-    if cfg.overwrite:
-        for path in workdir.iterdir():
-            if path.name == LOCK_NAME:  # held: a new file would be a second, free lock
-                continue
+    if cfg.overwrite:  # the run's own outputs only; the held lock file stays
+        for path in (workdir / name for name in RUN_OUTPUTS):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
-            else:
+            elif path.exists() or path.is_symlink():
                 path.unlink()
 
 

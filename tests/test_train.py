@@ -495,6 +495,24 @@ def test_overwrite_deletes_only_a_run_of_this_project(tmp_path, monkeypatch, cap
     assert rundir.holds_a_run(runs / "a") and not rundir.holds_a_run(mine)
 
 
+def test_overwrite_of_a_run_started_among_a_users_files_keeps_them(tmp_path):
+    """A run may start in a folder that holds other files (`--workdir .`); --overwrite then
+    deletes the run's outputs, never the rest."""
+    mine = tmp_path / "mine"
+    (mine / "src").mkdir(parents=True)
+    (mine / "thesis.tex").write_text("years of work")
+    (mine / "src" / "code.py").write_text("print(1)")
+    args = [*TINY, "--limit", "64", "--epochs", "1", "--batch-size", "32", "--precision",
+            "float32", "--verbose", "0", "--workdir", str(mine),
+            "--export-dir", str(tmp_path / "export")]
+    assert train.main(args) == 0
+    assert (mine / "metrics.json").is_file()
+    assert train.main([*args, "--overwrite"]) == 0
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    assert (mine / "src" / "code.py").read_text() == "print(1)"
+    assert (mine / "metrics.json").is_file()  # the new run's
+
+
 @pytest.mark.slow
 def test_the_overwrite_refusal_from_the_command_line(tmp_path):
     (tmp_path / "x").mkdir()
