@@ -206,7 +206,8 @@ def remove_stale_staging(base):
 
 
 def _next_version(base):
-    versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
+    # Every integer name counts, a file too: skipping one would retry its number for ever.
+    versions = [int(p.name) for p in base.iterdir() if p.name.isdigit()]
     return max(versions, default=0) + 1
 
 
@@ -275,7 +276,8 @@ def views_from_bytes(image_bytes, size, crop_fraction):
     `decode_bounded`, then resized and centre-cropped."""
     return tf.map_fn(
         lambda b: resize_and_center_crop(decode_bounded(b)[None], size, crop_fraction)[0],
-        image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+        image_bytes, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        parallel_iterations=1)  # one decoded image at a time: the bound holds per request
 
 
 def resize_and_center_crop(images, size, crop_fraction):

@@ -37,6 +37,9 @@ def main(argv=None):
             multiworker.TFConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk or a folder that turned unwritable mid-run
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 def train(cfg, locks=None):

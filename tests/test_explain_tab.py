@@ -4,6 +4,7 @@ the export's own graph and NumPy, and the tab without a model or without a varia
 
 import math
 import re
+import types
 
 import numpy as np
 import pytest
@@ -238,3 +239,15 @@ def test_a_model_without_lrn_shows_the_papers(images):
     picture, caption = explain_tab.lrn_view(model, app.load_image(images[0]))
     assert picture.dtype == np.uint8 and "no local response normalization" in caption
     assert "`lrn1` (depth_radius=2, bias=2, alpha=0.0001, beta=0.75)" in caption
+
+
+def test_a_model_the_tab_cannot_rebuild_is_a_note_not_a_crash(monkeypatch):
+    # An ensemble export, say: its module has no single model's variables to rebuild from.
+    def cannot(path):
+        raise AttributeError("'_UserObject' object has no attribute 'variables'")
+
+    monkeypatch.setattr(explain_tab.explain, "model_from_export", cannot)
+    ensemble = types.SimpleNamespace(path="saved_models/ensemble/1", class_names=["a", "b"])
+    model, names, note = explain_tab.explained_model(ensemble)
+    assert model is None and names is None
+    assert note.startswith("This tab cannot rebuild the loaded model:") and "\n" not in note

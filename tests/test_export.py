@@ -675,3 +675,9 @@ def test_a_mixed_precision_model_exports_in_float32_and_converts_to_tflite(tmp_p
     assert (answer["probabilities"].argmax(1) == expected.argmax(1)).all()  # same top-1
     with pytest.raises(ValueError, match="--export-precision must be one of"):
         export.export_model(model, tmp_path / "m", class_names=CLASSES, precision="bfloat16")
+
+
+def test_a_file_with_a_version_number_for_a_name_is_counted(tmp_path):
+    # A stray file "1" beside the versions: skipping it, the rename to 1 would fail for ever.
+    (tmp_path / "1").write_text("not a model")
+    assert export._next_version(tmp_path) == 2

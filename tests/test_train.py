@@ -670,3 +670,12 @@ def test_an_unwritable_workdir_is_one_line(tmp_path, capsys):
                                       "--workdir", str(workdir),
                                       "--export-dir", str(tmp_path / "export")])
         assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_an_os_error_mid_run_is_one_line(monkeypatch, capsys):
+    def disk_full(cfg, locks=None):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train, "train", disk_full)
+    code, err = _refused(capsys, [*TINY])
+    assert code == 2 and err == ["error: [Errno 28] No space left on device"]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from alexnet_tf import augment, explain, explain_figures
-from alexnet_tf.inference import ModelNotFound
+from alexnet_tf.errors import one_line
 from alexnet_tf.model import build_model
 from alexnet_tf.summary import totals
 from ui.classify_tab import MODEL_CALL, example_images
@@ -135,8 +135,8 @@ def explained_model(classifier):
                             "load or train a model for the views on your image.")
     try:
         return keras_model(classifier), list(classifier.class_names), ""
-    except (ValueError, ModelNotFound) as error:
-        return None, None, f"This tab cannot rebuild the loaded model: {error}"
+    except Exception as error:  # an ensemble, or an export this code cannot rebuild
+        return None, None, f"This tab cannot rebuild the loaded model: {one_line(error)}"
 
 
 def towers_model(model):
