@@ -121,12 +121,18 @@ def main(argv=None):
     except (ModelNotFound, data_lib.DataError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # Beside the (first) model's versions unless the user says where: never the cwd's files.
+    args.plot = args.plot or members[0].path.parent / "confusion_matrix.png"
     _write_bad_files(sorted({f for d in loads.values() for f in d.bad_files}),
                      args.bad_files or members[0].path.parent / "bad_files.txt")
     metrics = _metrics(members, outputs, args, split)
-    plots.confusion_matrix(metrics["confusion_matrix"], members[0].class_names, args.plot,
-                           title=f"{args.data} ({split})")
-    _report(metrics, args)
+    try:
+        plots.confusion_matrix(metrics["confusion_matrix"], members[0].class_names, args.plot,
+                               title=f"{args.data} ({split})")
+        _report(metrics, args)
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -141,8 +147,9 @@ def _parser():
                         help="default test; falls back to val when the data has no test split")
     parser.add_argument("--tta", action="store_true", help="10-crop test-time augmentation")
     parser.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
-    parser.add_argument("--plot", metavar="PNG", default="confusion_matrix.png",
-                        help="confusion-matrix image (default: %(default)s)")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="confusion-matrix image (default: confusion_matrix.png beside the "
+                             "(first) model's versions)")
     parser.add_argument("--bad-files", metavar="FILE",
                         help="where to list the data's unreadable image files, if any "
                              "(default: bad_files.txt beside the (first) model's versions)")

@@ -595,6 +595,22 @@ def test_evaluate_lists_bad_files_beside_the_model_not_in_the_cwd(exported, tmp_
     assert (here / "bad_files.txt").read_text() == "the user's own notes\n"
 
 
+def test_evaluate_plots_beside_the_model_not_in_the_cwd(exported, tmp_path, monkeypatch):
+    from alexnet_tf import evaluate
+
+    _, version = exported
+    data = tmp_path / "data"
+    write_image_folder(data / "train", classes=("ship", "cat"), per_class=2)
+    write_image_folder(data / "test", classes=("ship", "cat"), per_class=2)
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "confusion_matrix.png").write_bytes(b"the user's own picture")
+    monkeypatch.chdir(here)
+    assert evaluate.main(["--model", str(version), "--data", str(data)]) == 0
+    assert (version.parent / "confusion_matrix.png").read_bytes().startswith(b"\x89PNG")
+    assert (here / "confusion_matrix.png").read_bytes() == b"the user's own picture"
+
+
 def test_a_version_is_on_disk_before_its_name(tmp_path, monkeypatch):
     """Every file of the version and its directories are fsync'd before the rename, and the
     export directory after it: a power cut leaves the old state or the whole new version."""
