@@ -207,9 +207,12 @@ def _classify(page, image, classes, timeout=30_000):
     """Uploads `image` in the Classify tab; returns the classes the Top 5 label shows."""
     page.get_by_role("tab", name="Classify").click()
     page.locator("input[type=file]").first.set_input_files(str(image))
-    pattern = "|".join(classes)
-    page.wait_for_function(f"() => /\\b({pattern})\\b/.test("
-                           "document.querySelector('#top5')?.innerText || '')", timeout=timeout)
+    # The heading (the top class) and every confidence row: the label renders in steps, so
+    # waiting for one class name alone can read it half drawn.
+    page.wait_for_function(
+        "([classes, wanted]) => (document.querySelector('#top5')?.innerText || '')"
+        ".split('\\n').filter(line => classes.includes(line.trim())).length >= wanted",
+        arg=[list(classes), min(5, len(classes)) + 1], timeout=timeout)
     text = page.locator("#top5").inner_text().split("\n")
     return [line.strip() for line in text if line.strip() in classes]
 
