@@ -125,7 +125,10 @@ def _follow_model_switches(demo, models, views):
 
     quick = dict(queue=False, show_progress="hidden", api_visibility="private")
     demo.load(refresh, shown, outputs, **quick)
-    gr.Timer(MODEL_POLL_SECONDS).tick(refresh, shown, outputs, **quick)
+    # "once": a redraw that outlasts the poll (rebuilding a model for the explain tab) is not
+    # joined by a second one that read the same stale generation and would, finishing later,
+    # clear an answer given to the new model in between.
+    gr.Timer(MODEL_POLL_SECONDS).tick(refresh, shown, outputs, trigger_mode="once", **quick)
 
 
 def launch(demo, host="127.0.0.1", port=7860, share=False, block=True, auth=None):
