@@ -207,14 +207,14 @@ def _classify(page, image, classes, timeout=30_000):
     """Uploads `image` in the Classify tab; returns the classes the Top 5 label shows."""
     page.get_by_role("tab", name="Classify").click()
     page.locator("input[type=file]").first.set_input_files(str(image))
-    # The heading (the top class) and every confidence row: the label renders in steps, so
-    # waiting for one class name alone can read it half drawn.
-    page.wait_for_function(
-        "([classes, wanted]) => (document.querySelector('#top5')?.innerText || '')"
-        ".split('\\n').filter(line => classes.includes(line.trim())).length >= wanted",
+    # The heading (the top class) and every confidence row, read in the same instant they are
+    # all there: the label re-renders in steps, and a second read can catch it half drawn.
+    found = page.wait_for_function(
+        "([classes, wanted]) => { const shown = (document.querySelector('#top5')?.innerText"
+        " || '').split('\\n').map(line => line.trim()).filter(line => classes.includes(line));"
+        " return shown.length >= wanted && shown; }",
         arg=[list(classes), min(5, len(classes)) + 1], timeout=timeout)
-    text = page.locator("#top5").inner_text().split("\n")
-    return [line.strip() for line in text if line.strip() in classes]
+    return found.json_value()
 
 
 def _start_training(page, folder, budget="1"):
