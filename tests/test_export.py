@@ -595,6 +595,7 @@ def test_evaluate_lists_bad_files_beside_the_model_not_in_the_cwd(exported, tmp_
     assert (here / "bad_files.txt").read_text() == "the user's own notes\n"
 
 
+@pytest.mark.slow
 def test_evaluate_plots_beside_the_model_not_in_the_cwd(exported, tmp_path, monkeypatch):
     from alexnet_tf import evaluate
 

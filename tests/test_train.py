@@ -495,6 +495,7 @@ def test_overwrite_deletes_only_a_run_of_this_project(tmp_path, monkeypatch, cap
     assert rundir.holds_a_run(runs / "a") and not rundir.holds_a_run(mine)
 
 
+@pytest.mark.slow
 def test_overwrite_of_a_run_started_among_a_users_files_keeps_them(tmp_path):
     """A run may start in a folder that holds other files (`--workdir .`); --overwrite then
     deletes the run's outputs, never the rest."""
