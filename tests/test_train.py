@@ -246,8 +246,9 @@ def test_a_workdir_that_is_a_file_is_one_line(tmp_path, capsys):
     assert len(err) == 1 and "is a file, not a folder" in err[0]
 
 
-@pytest.mark.slow
-def test_a_backup_cut_off_mid_save_resumes_from_the_one_before(tmp_path, monkeypatch):
+def _killed_in_evaluation(tmp_path, monkeypatch):
+    """Trains 2 epochs and dies in evaluation, after both epochs' backups; returns the args
+    that resume the run."""
     args = [*TINY, "--limit", "64", "--epochs", "2", "--batch-size", "32",
             "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
             "--verbose", "0", "--precision", "float32"]
@@ -255,10 +256,16 @@ def test_a_backup_cut_off_mid_save_resumes_from_the_one_before(tmp_path, monkeyp
     def killed(*args, **kwargs):
         raise RuntimeError("killed in evaluation")
 
-    monkeypatch.setattr(evaluate, "predict_split", killed)  # dies after both epochs' backups
+    monkeypatch.setattr(evaluate, "predict_split", killed)
     with pytest.raises(RuntimeError, match="killed in evaluation"):
         train.main(args)
     monkeypatch.undo()
+    return args
+
+
+@pytest.mark.slow
+def test_a_backup_cut_off_mid_save_resumes_from_the_one_before(tmp_path, monkeypatch):
+    args = _killed_in_evaluation(tmp_path, monkeypatch)
     backup = tmp_path / "w" / "backup" / "latest.weights.h5"
     backup.write_bytes(backup.read_bytes()[: backup.stat().st_size // 2])  # as a kill mid-save
     assert train.main(args) == 0  # from the previous copy: epoch 2 is trained again
@@ -594,17 +601,7 @@ def test_a_save_cut_off_keeps_the_previous_best(tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_a_damaged_training_metadata_resumes_from_the_copy_before(tmp_path, monkeypatch,
                                                                   capsys):
-    args = [*TINY, "--limit", "64", "--epochs", "2", "--batch-size", "32",
-            "--workdir", str(tmp_path / "w"), "--export-dir", str(tmp_path / "export"),
-            "--verbose", "0", "--precision", "float32"]
-
-    def killed(*args, **kwargs):
-        raise RuntimeError("killed in evaluation")
-
-    monkeypatch.setattr(evaluate, "predict_split", killed)  # dies after both epochs' backups
-    with pytest.raises(RuntimeError, match="killed in evaluation"):
-        train.main(args)
-    monkeypatch.undo()
+    args = _killed_in_evaluation(tmp_path, monkeypatch)
     (tmp_path / "w" / "backup" / "training_metadata.json").write_text('{"epo')  # a full disk
     assert train.main(args) == 0  # from the copy of epoch 1: epoch 2 is trained again
     assert "resuming from the backup of the epoch before" in capsys.readouterr().out
