@@ -40,6 +40,7 @@ TOP_K = 5
 WARMUP_RECORDS = 3
 MAX_PIXELS = 4096 * 4096  # per image: a decoded image stays under 50 MB (uint8 RGB)
 BYTES_FORMATS = "JPEG, PNG or BMP"
+BYTES_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")  # the files `serving_bytes` reads
 EXPORT_PRECISIONS = ("float32", "as-trained")
 STAGING = ".staging-"  # a version being written: TF Serving only loads integer names
 # A staging directory with no lock file (a lock lost to a crash between its steps) is a dead

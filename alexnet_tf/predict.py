@@ -14,16 +14,16 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf.augment import IMAGE_EXTENSIONS
+from alexnet_tf.export import BYTES_EXTENSIONS, BYTES_FORMATS, MAX_PIXELS
 from alexnet_tf.inference import Classifier, ModelNotFound
 
 
 def expand(paths):
-    """Files as given, folders as their image files (recursively, sorted)."""
+    """Files as given, folders as the image files an export reads (recursively, sorted)."""
     for path in map(pathlib.Path, paths):
         if path.is_dir():
             yield from sorted(p for p in path.rglob("*")
-                              if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                              if p.is_file() and p.suffix.lower() in BYTES_EXTENSIONS)
         else:
             yield path
 
@@ -36,8 +36,9 @@ def classify_file(classifier, path, top_k):
     except OSError as error:
         return {"file": str(path), "error": error.strerror or str(error)}
     except tf.errors.InvalidArgumentError:
+        side = int(MAX_PIXELS ** 0.5)
         return {"file": str(path),
-                "error": "not a readable JPEG, PNG or BMP image of at most 4096 x 4096 pixels"}
+                "error": f"not a readable {BYTES_FORMATS} image of at most {side} x {side} pixels"}
     best = np.argsort(-probabilities)[:top_k]
     return {"file": str(path), "predictions": [
         {"class": classifier.class_names[i], "probability": float(probabilities[i])}

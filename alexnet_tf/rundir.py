@@ -4,6 +4,7 @@ that keeps one training per workdir and export dir, and what that run has done s
 import contextlib
 import csv
 import fcntl
+import io
 import json
 import os
 import pathlib
@@ -229,14 +230,22 @@ class Progress(typing.NamedTuple):
 
 
 def progress(workdir):
-    """What the run in `workdir` has done so far, from one read of its history.csv."""
+    """What the run in `workdir` has done so far, from one read of its history.csv.
+
+    The file is read while the run appends to it, and a killed run may leave a row cut off:
+    only whole lines count, and a value that is not a number is skipped."""
     path = workdir / "history.csv"
-    rows = []
-    if path.is_file():
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
-    return Progress(
-        epochs=len({row["epoch"] for row in rows}),
-        minutes=max((float(row["minutes"]) for row in rows if row.get("minutes")), default=0.0),
-        best_val_accuracy=max((float(row["val_accuracy"]) for row in rows
-                               if row.get("val_accuracy")), default=None))
+    text = path.read_text(errors="replace") if path.is_file() else ""
+    rows = list(csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1])))
+    return Progress(epochs=len(_numbers(rows, "epoch")),
+                    minutes=max(_numbers(rows, "minutes"), default=0.0),
+                    best_val_accuracy=max(_numbers(rows, "val_accuracy"), default=None))
+
+
+def _numbers(rows, column):
+    """The set of `column`'s values that read as numbers."""
+    numbers = set()
+    for row in rows:
+        with contextlib.suppress(TypeError, ValueError):
+            numbers.add(float(row.get(column)))
+    return numbers

@@ -263,6 +263,7 @@ def test_evaluate_and_predict_commands(exported, tmp_path):
                       "--data", folder).returncode == 2
 
     (tmp_path / "notes.txt").write_text("not an image")
+    (folder / "cat" / "anim.gif").write_bytes(encoded(np.zeros((8, 8, 3), np.uint8), "GIF"))
     files = [folder / "cat", tmp_path / "notes.txt", tmp_path / "missing.jpg"]
     result = run_module("alexnet_tf.predict", "--model", version, *files, "--json",
                         "--top-k", "2")
