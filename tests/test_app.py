@@ -171,6 +171,9 @@ def test_model_card_handles_missing_and_present_metadata(classifier):
                  "Accuracy (test split, 3,925 images)**: top-1 81.2%, top-5 98.8%", "2026-01-02"):
         assert text in card
     assert "Ensemble" not in card and "Ensemble" not in bare
+    trained.metadata["config"]["data"] = "/home/ada/photos/cifar10/train"  # a folder
+    assert "**Dataset**: folder cifar10/train\n" in app.model_card(trained)
+    assert "/home/ada" not in app.model_card(trained)
     trained.metadata["members"] = [{"model": "a/1"}, {"model": "b/1"}]
     assert "**Ensemble**: 2 models, their probabilities averaged" in app.model_card(trained)
     # An ensemble's card describes its members, not only the first one.

@@ -277,6 +277,16 @@ def test_cancel_stops_the_training_and_the_app_stays_usable(tmp_path):
         assert len(_classify(page, photo, CIFAR10)) == 6  # still the first model, answering
 
 
+def test_the_picker_names_exports_without_their_server_paths(tmp_path):
+    for name, version in (("cifar", 1), ("cifar", 2), ("fruit", 1)):
+        (tmp_path / name / str(version)).mkdir(parents=True)
+        (tmp_path / name / str(version) / "saved_model.pb").write_bytes(b"")
+    exports = app.ModelHolder(roots=[tmp_path]).exports()
+    assert set(exports) == {"cifar/1", "cifar/2", "fruit/1"}  # what the page gets as values
+    assert exports["cifar/2"].path == tmp_path / "cifar" / "2"
+    assert not any(str(tmp_path) in e.label for e in exports.values())
+
+
 @pytest.mark.slow
 @needs_chromium
 def test_the_picker_switches_between_exports(tmp_path):

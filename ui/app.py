@@ -92,19 +92,22 @@ def _model_picker(models):
 
     def show(classifier):
         exports = models.exports()
-        current = str(classifier.path) if classifier is not None else None
+        current = next((key for key, e in exports.items() if classifier is not None
+                        and e.path.resolve() == classifier.path.resolve()), None)
         return (gr.update(value="" if classifier else "### No model loaded\n\n" + TRAIN_HINT,
                           visible=classifier is None),
-                gr.update(choices=[(e.label, str(e.path)) for e in exports], value=current))
+                gr.update(choices=[(e.label, key) for key, e in exports.items()], value=current))
 
-    def on_pick(path):
+    def on_pick(key):
         # Only a listed export: the value comes from the browser.
-        if path not in {str(e.path) for e in models.exports()}:
+        export = models.exports().get(key)
+        if export is None:
             return "That model is no longer there: pick another."
         try:
-            models.switch(path)
-        except ModelNotFound as error:
-            return f"error: {error}"
+            models.switch(export.path)
+        except ModelNotFound as error:  # its reason, without the path on the server
+            reason = str(error).replace(str(export.path), key)
+            return f"error: {reason.replace(str(export.path.parent), export.name)}"
         return ""
 
     picker.input(on_pick, picker, message, api_visibility="private", concurrency_id="model")

@@ -51,12 +51,12 @@ def model_card(classifier):
     configs = [m.get("config") if isinstance(m, dict) else None for m in members] if ensemble \
         else [config]
 
-    def trained(key):  # each member's value where an ensemble's members differ
+    def trained(key, shown=str):  # each member's value where an ensemble's members differ
         values = [c.get(key) if isinstance(c, dict) else None for c in configs]
-        return " + ".join(dict.fromkeys(str(v) if v else "unknown" for v in values))
+        return " + ".join(dict.fromkeys(shown(v) if v else "unknown" for v in values))
 
     rows = {
-        "Dataset": trained("data"),
+        "Dataset": trained("data", dataset_name),
         "Variant": trained("variant"),
         "Recipe": trained("recipe"),
         "Input": f"{size}×{size} px" + (f", centre crop {crop:.3g}" if crop not in (None, 1, 1.0)
@@ -85,6 +85,13 @@ def _accuracy_label(metrics):  # trainers say which split the numbers come from
     detail = f", {images:,} images" if isinstance(images, int) else ""
     return f"Accuracy ({metrics['split']} split{detail})" if "split" in metrics else \
         "Test accuracy"
+
+
+def dataset_name(data):
+    """A tensorflow-datasets name as it is; a folder as its last two parts ("folder
+    cifar10/train"), not its path on the server."""
+    parts = pathlib.PurePath(str(data)).parts
+    return str(data) if len(parts) == 1 else "folder " + "/".join(parts[-2:])
 
 
 def model_name(path):

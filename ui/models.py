@@ -36,6 +36,11 @@ class ExportInfo:
     classes: int
 
     @property
+    def key(self):
+        """How the page names this export: `name/version`, never a path on the server."""
+        return f"{self.name}/{self.version}"
+
+    @property
     def label(self):
         return (f"{self.name} v{self.version} · {self.variant} · {self.accuracy} · "
                 f"{self.classes} classes · {self.date}")
@@ -115,13 +120,17 @@ class ModelHolder:
         return self._state
 
     def exports(self):
-        """The exports under the roots, plus the current model's if it lives elsewhere."""
+        """The exports under the roots, plus the current model's if it lives elsewhere, by
+        key (the first of the same name and version wins)."""
         found = find_exports(*self.roots)
         current = self.current
         if current is not None and all(e.path.resolve() != current.path.resolve()
                                        for e in found):
             found.insert(0, describe(current.path))
-        return found
+        by_key = {}
+        for export in found:
+            by_key.setdefault(export.key, export)
+        return by_key
 
     def switch(self, path):
         """Loads `path` and makes it current; returns the classifier. Raises ModelNotFound,
