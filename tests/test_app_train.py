@@ -14,7 +14,7 @@ import time
 import pytest
 from PIL import Image
 
-from helpers import load_app, write_image_folder
+from helpers import REPO, load_app, write_image_folder
 from test_app_browser import CHROMIUM, browser_page, running_app
 
 pytestmark = [pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting'"),
@@ -85,8 +85,10 @@ def wait_for(predicate, timeout=30, every=0.1):
 
 
 def gone(pid):
+    """Whether the training `pid` is gone: its process group (the guard and the command the
+    guard runs) has no process left."""
     try:
-        os.kill(pid, 0)
+        os.killpg(pid, 0)
     except ProcessLookupError:
         return True
     return False
@@ -149,6 +151,28 @@ def test_a_child_deaf_to_ctrl_c_is_terminated(fake_trainer, tmp_path, monkeypatc
     trainer.cancel()
     wait_for(lambda: trainer.status().state == "cancelled", timeout=10)
     assert gone(pid)
+
+
+def test_a_training_does_not_outlive_an_app_killed_outright(tmp_path):
+    (tmp_path / "fake_train.py").write_text(FAKE_TRAIN)
+    app_process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        sys.path[:0] = [{str(REPO)!r}]
+        from ui import trainer
+        t = trainer.Trainer({str(tmp_path)!r}, {str(tmp_path / "models")!r},
+                            command=[sys.executable, {str(tmp_path / "fake_train.py")!r}],
+                            env={{"FAKE_SLEEP": "60"}})
+        print(t.start(trainer.Settings(data={str(tmp_path)!r})).pid, flush=True)
+        while "Epoch 1/3" not in t.status().log:
+            time.sleep(0.1)
+        print("training", flush=True)
+        time.sleep(600)
+    """)], stdout=subprocess.PIPE, text=True)
+    pid = int(app_process.stdout.readline())
+    assert app_process.stdout.readline().strip() == "training" and not gone(pid)
+    app_process.kill()  # SIGKILL: the app runs no clean-up
+    app_process.wait()
+    wait_for(lambda: gone(pid), timeout=15)
 
 
 def test_the_commands_error_line_is_the_message(fake_trainer, tmp_path):

@@ -33,6 +33,8 @@ EPOCH_END = re.compile(r"^\d+/\d+ - \S+ - ([\d.]+)(us|ms|s)/step\b")  # Keras' -
 PACE = re.compile(r"min per epoch; (\d+) of \d+ epochs fit")
 EXPORTED = re.compile(r"^Exported model: (.+)$")
 UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+# The command runs under a guard that stops it should the app die without cleaning up.
+GUARD = [sys.executable, "-m", "ui.orphan_guard"]
 
 
 class TrainingRefused(Exception):
@@ -156,7 +158,7 @@ class Trainer:
                     "--workdir", str(workdir), "--export-dir", str(export_dir),
                     *(["--overwrite"] if fresh else []), *self.extra_args]
             process = subprocess.Popen(
-                [*self.command, *args], cwd=self.root, env=self._child_env(),
+                [*GUARD, *self.command, *args], cwd=self.root, env=self._child_env(),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, errors="replace", bufsize=1,
                 start_new_session=True)  # its own process group: Cancel signals all of it
