@@ -2,9 +2,11 @@
 the layer table, one picture per idea computed from the image, the captions' numbers against
 the export's own graph and NumPy, and the tab without a model or without a variant."""
 
+import gc
 import math
 import re
 import types
+import weakref
 
 import numpy as np
 import pytest
@@ -251,3 +253,21 @@ def test_a_model_the_tab_cannot_rebuild_is_a_note_not_a_crash(monkeypatch):
     model, names, note = explain_tab.explained_model(ensemble)
     assert model is None and names is None
     assert note.startswith("This tab cannot rebuild the loaded model:") and "\n" not in note
+
+
+def test_a_model_switched_away_is_not_kept_by_the_tabs_caches(monkeypatch):
+    class Model:  # a loaded export, as far as the caches see it
+        path, image_size = "saved_models/m/1", 8
+
+        def inspect(self, image):
+            return {"conv1_filters": np.ones((3, 3, 3, 4), np.float32)}
+
+    monkeypatch.setattr(explain_tab.explain, "model_from_export", lambda path: Model())
+    old, new = Model(), Model()
+    for cached in (explain_tab.keras_model, app.inside_tab.conv1_filters):
+        cached(old)
+        cached(new)
+    gone = weakref.ref(old)
+    del old
+    gc.collect()
+    assert gone() is None

@@ -116,7 +116,9 @@ def figure1_caption(record_path=FIGURE1.with_suffix(".json")):
             "second run.")
 
 
-@functools.lru_cache(maxsize=2)
+# The per-model caches hold the current model's only: every page shows the app's one current
+# model (ui.models.ModelHolder), and an older one's memory is freed once it is switched away.
+@functools.lru_cache(maxsize=1)
 def keras_model(classifier):
     """The export's Keras model (`explain.model_from_export`), rebuilt once per loaded model."""
     return explain.model_from_export(classifier.path)
@@ -163,7 +165,7 @@ def drawn(draw, *args, **kwargs):
         return explain_figures.render(draw(*args, **kwargs))
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1)  # the current model's (see keras_model)
 def model_pictures(classifier):
     """What the tab shows of a model before any image: (note, its table, its diagram, whether
     the paper's towers are shown apart, their diagram, the paper's table)."""

@@ -39,7 +39,7 @@ def inside(image, layer, classifier):
         cam_caption
 
 
-@functools.lru_cache(maxsize=4)  # constant per model: drawn once per model, not per page
+@functools.lru_cache(maxsize=1)  # drawn once for the current model, not per page or call
 def conv1_filters(classifier):
     if classifier is None:
         return None
