@@ -1,6 +1,7 @@
 """The classic PyTorch CIFAR-10 AlexNet and the Keras `seed` recipe, side by side.
 
     python bench/compare_seed.py [--epochs 3] [--train-images 10000] [--val-images 2000]
+                                 [--seeds 0 1 2] [--precisions float32 mixed_bfloat16]
                                  [--torch-python PYTHON] [--reference seed_pytorch.py]
 
 Picks a seeded sample of a class-folder dataset (default ../shared/data/cifar10/train), links
@@ -8,8 +9,11 @@ it into train/ and val/ folders in a temporary directory, and trains on them, on
 other, for the same number of epochs: the reference PyTorch script (`--bf16` for the second
 precision) and `python -m alexnet_tf.train --variant seed` (`--precision float32`, then
 `mixed_bfloat16`). Prints per epoch each one's validation top-1 and wall-clock seconds
-(validation included on both sides), then a summary. PyTorch is this benchmark's dependency
-only: `--torch-python` is a Python that has torch, numpy and pillow (not requirements.txt).
+(validation included on both sides), then a summary. With several `--seeds`, each side trains
+once per seed (Keras `--seed N`; the reference runs unchanged but for its `torch.manual_seed(0)`,
+which becomes N) and the summary gives each epoch's mean and spread over the seeds: one seed's
+early epochs swing by several points. PyTorch is this benchmark's dependency only:
+`--torch-python` is a Python that has torch, numpy and pillow (not requirements.txt).
 
 Both sides see the same pixels: PyTorch's loader decodes with Pillow, alexnet_tf with libjpeg's
 accurate IDCT; the script checks every image decodes the same both ways, and otherwise writes
@@ -48,9 +52,14 @@ def main(argv=None):
                                args.split_seed)
         results = {}
         for precision in args.precisions:
-            results[("pytorch", precision)] = run_pytorch(args, folders, precision)
-            results[("keras", precision)] = run_keras(args, folders, precision, tmp)
-        report(results, args)
+            for seed in args.seeds:
+                results[("pytorch", precision, seed)] = run_pytorch(args, folders, precision, seed)
+                results[("keras", precision, seed)] = run_keras(args, folders, precision, seed,
+                                                                tmp)
+        for seed in args.seeds:
+            report(results, args, seed)
+        if len(args.seeds) > 1:
+            report_seeds(results, args)
 
 
 def parse_args(argv):
@@ -61,6 +70,8 @@ def parse_args(argv):
     parser.add_argument("--val-images", type=int, default=2_000)
     parser.add_argument("--split-seed", type=int, default=0, help="seeds the sample")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="training seeds; each side trains once per seed")
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"],
                         choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--torch-python", default=str(BENCH_VENV) if BENCH_VENV.exists() else None,
@@ -109,8 +120,16 @@ def decoded_differently(paths):
                                   decode_image(tf.io.read_file(str(p))).numpy())]
 
 
-def run_pytorch(args, folders, precision):
-    command = [args.torch_python, str(args.reference), str(folders["train"]),
+# Runs the reference script as it is, but for the seed its torch.manual_seed(0) sets.
+SEEDED_REFERENCE = ("import runpy, sys, torch; seed = int(sys.argv[1]); sys.argv = sys.argv[2:]; "
+                    "manual_seed = torch.manual_seed; torch.manual_seed = lambda _: manual_seed(seed); "
+                    "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def run_pytorch(args, folders, precision, seed):
+    script = [str(args.reference)] if seed == 0 else ["-c", SEEDED_REFERENCE, str(seed),
+                                                      str(args.reference)]
+    command = [args.torch_python, *script, str(folders["train"]),
                str(folders["val"]), "--epochs", str(args.epochs), "--budget", "1e9"]
     if precision == "mixed_bfloat16":
         command.append("--bf16")
@@ -124,11 +143,11 @@ def run_pytorch(args, folders, precision):
     return epochs
 
 
-def run_keras(args, folders, precision, tmp):
-    workdir = tmp / f"run_{precision}"
+def run_keras(args, folders, precision, seed, tmp):
+    workdir = tmp / f"run_{precision}_seed{seed}"
     command = [sys.executable, "-m", "alexnet_tf.train", "--variant", "seed",
                "--data", str(folders["train"].parent), "--epochs", str(args.epochs),
-               "--precision", precision, "--workdir", str(workdir),
+               "--precision", precision, "--seed", str(seed), "--workdir", str(workdir),
                "--export-dir", str(tmp / "exports"), "--verbose", "2"]
     print(f"\n$ {' '.join(command)}", flush=True)
     for _ in stream(command, cwd=ROOT):
@@ -152,11 +171,11 @@ def stream(command, cwd=None):
         sys.exit(f"error: {command[1]} failed (exit code {process.returncode})")
 
 
-def report(results, args):
-    names = [(side, p) for p in args.precisions for side in ("pytorch", "keras")]
-    header = "".join(f"{side} {p}".rjust(30) for side, p in names)
-    print(f"\nValidation top-1 (%) and seconds per epoch (validation included)\n{'epoch':>5}"
-          + header)
+def report(results, args, seed):
+    names = [(side, p, seed) for p in args.precisions for side in ("pytorch", "keras")]
+    header = "".join(f"{side} {p}".rjust(30) for side, p, _ in names)
+    print(f"\nSeed {seed}: validation top-1 (%) and seconds per epoch (validation included)\n"
+          f"{'epoch':>5}" + header)
     for epoch in range(args.epochs):
         cells = []
         for name in names:
@@ -164,15 +183,30 @@ def report(results, args):
             cells.append(f"{rows[epoch]['top1']:6.2f}% {rows[epoch]['seconds']:7.1f} s"
                          if epoch < len(rows) else "-")
         print(f"{epoch + 1:>5}" + "".join(c.rjust(30) for c in cells))
-    print("\nSummary")
+    print(f"\nSummary, seed {seed}")
     for p in args.precisions:
-        torch_rows, keras_rows = results[("pytorch", p)], results[("keras", p)]
+        torch_rows, keras_rows = results[("pytorch", p, seed)], results[("keras", p, seed)]
         gap = keras_rows[-1]["top1"] - torch_rows[-1]["top1"]
         torch_s = np.mean([r["seconds"] for r in torch_rows])
         keras_s = np.mean([r["seconds"] for r in keras_rows])
         print(f"  {p}: after {len(keras_rows)} epochs Keras {keras_rows[-1]['top1']:.2f}% vs "
               f"PyTorch {torch_rows[-1]['top1']:.2f}% ({gap:+.2f} points); seconds per epoch "
               f"Keras {keras_s:.1f} vs PyTorch {torch_s:.1f} (Keras/PyTorch {keras_s / torch_s:.2f}x)")
+
+
+def report_seeds(results, args):
+    """Each epoch's validation top-1 as mean and sample standard deviation over the seeds."""
+    print(f"\nOver seeds {', '.join(map(str, args.seeds))}: validation top-1 (%), mean ± sd")
+    for p in args.precisions:
+        print(f"{p:>15}{'pytorch':>18}{'keras':>18}{'keras - pytorch':>18}")
+        for epoch in range(args.epochs):
+            side = {name: [results[(name, p, s)][epoch]["top1"] for s in args.seeds
+                           if epoch < len(results[(name, p, s)])] for name in ("pytorch", "keras")}
+            if not all(len(v) == len(args.seeds) for v in side.values()):
+                continue
+            cells = [f"{np.mean(v):6.2f} ± {np.std(v, ddof=1):4.2f}" for v in side.values()]
+            gap = np.mean(side["keras"]) - np.mean(side["pytorch"])
+            print(f"{epoch + 1:>15}" + "".join(c.rjust(18) for c in cells) + f"{gap:+18.2f}")
 
 
 if __name__ == "__main__":

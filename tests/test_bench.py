@@ -98,3 +98,19 @@ def test_bench_torch_times_every_setting():
     speeds = json.loads(result.stdout)
     assert {"float32", "bf16_autocast", "bf16_channels_last"} <= set(speeds)
     assert all(speeds[k] > 0 for k in ("float32", "bf16_autocast", "bf16_channels_last"))
+
+
+def test_compare_seed_averages_each_epoch_over_the_seeds(capsys):
+    sys.path.insert(0, str(REPO / "bench"))
+    import compare_seed
+
+    args = compare_seed.parse_args(["--seeds", "0", "1", "--epochs", "2",
+                                    "--precisions", "float32"])
+    top1 = {("pytorch", 0): [10, 20], ("pytorch", 1): [12, 24],
+            ("keras", 0): [11, 21], ("keras", 1): [15, 25]}
+    results = {(side, "float32", seed): [{"top1": t, "seconds": 1.0} for t in values]
+               for (side, seed), values in top1.items()}
+    compare_seed.report_seeds(results, args)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].split() == ["1", "11.00", "±", "1.41", "13.00", "±", "2.83", "+2.00"]
+    assert lines[-1].split() == ["2", "22.00", "±", "2.83", "23.00", "±", "2.83", "+1.00"]
