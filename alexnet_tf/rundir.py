@@ -167,6 +167,18 @@ def start(cfg, workdir, locks=None, export_dir=None):
                 shutil.rmtree(path)
             elif path.exists() or path.is_symlink():
                 path.unlink()
+    drop_cut_row(workdir / "history.csv")
+
+
+def drop_cut_row(history):
+    """Cuts a row a kill left unfinished off the end of `history` (Keras' CSVLogger file), so
+    that a resumed run's first row starts on a line of its own."""
+    if not history.is_file():
+        return
+    text = history.read_bytes()
+    if text and not text.endswith(b"\n"):
+        with open(history, "r+b") as f:
+            f.truncate(text.rfind(b"\n") + 1)
 
 
 def record(cfg, workdir):
@@ -232,14 +244,21 @@ class Progress(typing.NamedTuple):
 def progress(workdir):
     """What the run in `workdir` has done so far, from one read of its history.csv.
 
-    The file is read while the run appends to it, and a killed run may leave a row cut off:
-    only whole lines count, and a value that is not a number is skipped."""
-    path = workdir / "history.csv"
-    text = path.read_text(errors="replace") if path.is_file() else ""
-    rows = list(csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1])))
+    The file is read while the run appends to it, and a kill may cut a row off: only whole
+    rows count (see whole_rows), and a value that is not a number is skipped."""
+    rows = whole_rows(workdir / "history.csv")
     return Progress(epochs=len(_numbers(rows, "epoch")),
                     minutes=max(_numbers(rows, "minutes"), default=0.0),
                     best_val_accuracy=max(_numbers(rows, "val_accuracy"), default=None))
+
+
+def whole_rows(history):
+    """The rows of `history` (a CSVLogger file) that have all their fields and no more: not the
+    last line while it is being written, nor a cut-off row a resumed run's first row was
+    appended to before `drop_cut_row` existed."""
+    text = history.read_text(errors="replace") if history.is_file() else ""
+    return [row for row in csv.DictReader(io.StringIO(text[:text.rfind("\n") + 1]))
+            if None not in row and None not in row.values()]
 
 
 def _numbers(rows, column):

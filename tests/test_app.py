@@ -174,6 +174,9 @@ def test_model_card_handles_missing_and_present_metadata(classifier):
     trained.metadata["config"]["data"] = "/home/ada/photos/cifar10/train"  # a folder
     assert "**Dataset**: folder cifar10/train\n" in app.model_card(trained)
     assert "/home/ada" not in app.model_card(trained)
+    for data, shown in (("/data", "folder data"), ("tfds:imagenette/320px", "tfds:imagenette/320px"),
+                        ("./pictures", "folder pictures")):
+        assert app.classify_tab.dataset_name(data) == shown
     trained.metadata["members"] = [{"model": "a/1"}, {"model": "b/1"}]
     assert "**Ensemble**: 2 models, their probabilities averaged" in app.model_card(trained)
     # An ensemble's card describes its members, not only the first one.

@@ -48,7 +48,11 @@ FAKE_TRAIN = textwrap.dedent('''
     rows = ["epoch,accuracy,minutes,val_accuracy"]
     for epoch in range(3):
         print(f"Epoch {epoch + 1}/3", flush=True)
-        time.sleep(float(os.environ.get("FAKE_SLEEP", "0.1")))
+        try:
+            time.sleep(float(os.environ.get("FAKE_SLEEP", "0.1")))
+        except KeyboardInterrupt:  # as the command: it stops cleanly, resumable
+            (work / "interrupted").write_text("")
+            sys.exit(130)
         if epoch == 0:
             print("0.1 min per epoch; 3 of 3 epochs fit the 1-minute budget: epoch 3 should "
                   "end at about 12:00 (in 0 min)", flush=True)
@@ -173,6 +177,7 @@ def test_a_training_does_not_outlive_an_app_killed_outright(tmp_path):
     app_process.kill()  # SIGKILL: the app runs no clean-up
     app_process.wait()
     wait_for(lambda: gone(pid), timeout=15)
+    assert list(tmp_path.glob("runs/*/interrupted"))  # stopped with Ctrl+C: resumable
 
 
 def test_the_commands_error_line_is_the_message(fake_trainer, tmp_path):
@@ -305,10 +310,16 @@ def test_the_picker_names_exports_without_their_server_paths(tmp_path):
     for name, version in (("cifar", 1), ("cifar", 2), ("fruit", 1)):
         (tmp_path / name / str(version)).mkdir(parents=True)
         (tmp_path / name / str(version) / "saved_model.pb").write_bytes(b"")
-    exports = app.ModelHolder(roots=[tmp_path]).exports()
-    assert set(exports) == {"cifar/1", "cifar/2", "fruit/1"}  # what the page gets as values
-    assert exports["cifar/2"].path == tmp_path / "cifar" / "2"
-    assert not any(str(tmp_path) in e.label for e in exports.values())
+    (tmp_path / "elsewhere" / "cifar" / "1").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "cifar" / "1" / "saved_model.pb").write_bytes(b"")
+    holder = app.ModelHolder(roots=[tmp_path, tmp_path / "elsewhere"])
+    exports = holder.exports()
+    again = {key for key in exports if key.startswith("cifar/1 (")}
+    assert set(exports) - again == {"cifar/1", "cifar/2", "fruit/1"} and len(again) == 1
+    assert {exports[k].path for k in ("cifar/1", *again)} == {
+        tmp_path / "cifar" / "1", tmp_path / "elsewhere" / "cifar" / "1"}  # each can be picked
+    assert holder.exports() == exports  # the same keys on every call
+    assert not any(str(tmp_path) in key + e.label for key, e in exports.items())
 
 
 @pytest.mark.slow

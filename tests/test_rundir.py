@@ -43,9 +43,16 @@ def test_progress_reads_epochs_minutes_and_the_best_validation_accuracy(tmp_path
     (tmp_path / "history.csv").write_text("epoch,minutes,val_accuracy\n0,1.5,0.4\n1,3.0,0.6\n"
                                           "1,3.5,0.5\n")  # epoch 1 again after a resume
     assert rundir.progress(tmp_path) == rundir.Progress(2, 3.5, 0.6)
-    with open(tmp_path / "history.csv", "a") as f:
-        f.write("2,4.0,0.7e-\n3,5")  # a row garbled by a kill, another being written
+    history = tmp_path / "history.csv"
+    with open(history, "a") as f:
+        f.write("2,4.0,0.7e-\n3,5")  # a value garbled, a row being written (or cut by a kill)
     assert rundir.progress(tmp_path) == rundir.Progress(3, 4.0, 0.6)
+    with open(history, "a") as f:  # a resumed run's row appended to the cut one
+        f.write("3,5.0,0.9\n")
+    assert rundir.progress(tmp_path) == rundir.Progress(3, 4.0, 0.6)
+    history.write_text(history.read_text() + "4,6")
+    rundir.start(config.parse([]), tmp_path)  # a resumed run cuts it off before appending
+    assert history.read_text().endswith("\n3,53,5.0,0.9\n")
 
 
 def test_finish_writes_the_metrics_and_drops_the_backup(tmp_path):

@@ -96,7 +96,8 @@ def _model_picker(models):
                         and e.path.resolve() == classifier.path.resolve()), None)
         return (gr.update(value="" if classifier else "### No model loaded\n\n" + TRAIN_HINT,
                           visible=classifier is None),
-                gr.update(choices=[(e.label, key) for key, e in exports.items()], value=current))
+                gr.update(choices=[(e.label if key == e.key else f"{e.label} · {key}", key)
+                                   for key, e in exports.items()], value=current))
 
     def on_pick(key):
         # Only a listed export: the value comes from the browser.
@@ -105,9 +106,9 @@ def _model_picker(models):
             return "That model is no longer there: pick another."
         try:
             models.switch(export.path)
-        except ModelNotFound as error:  # its reason, without the path on the server
-            reason = str(error).replace(str(export.path), key)
-            return f"error: {reason.replace(str(export.path.parent), export.name)}"
+        except ModelNotFound as error:  # the reason names server paths: the console gets it
+            print(f"error: {error}", file=sys.stderr)
+            return f"error: {key} cannot be loaded (the app's console says why)."
         return ""
 
     picker.input(on_pick, picker, message, api_visibility="private", concurrency_id="model")

@@ -6,6 +6,7 @@ import time
 import gradio as gr
 import numpy as np
 
+from alexnet_tf import sources
 from alexnet_tf.augment import IMAGE_EXTENSIONS
 from ui.images import bad_input, load_image, refuse_urls
 from ui.models import ModelView
@@ -90,8 +91,11 @@ def _accuracy_label(metrics):  # trainers say which split the numbers come from
 def dataset_name(data):
     """A tensorflow-datasets name as it is; a folder as its last two parts ("folder
     cifar10/train"), not its path on the server."""
-    parts = pathlib.PurePath(str(data)).parts
-    return str(data) if len(parts) == 1 else "folder " + "/".join(parts[-2:])
+    data = str(data)
+    if not sources.is_folder(data):
+        return data
+    path = pathlib.PurePath(data)
+    return "folder " + "/".join([part for part in path.parts if part != path.anchor][-2:])
 
 
 def model_name(path):

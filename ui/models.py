@@ -6,6 +6,7 @@ already running finishes with the model it started with.
 """
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 import threading
@@ -120,8 +121,9 @@ class ModelHolder:
         return self._state
 
     def exports(self):
-        """The exports under the roots, plus the current model's if it lives elsewhere, by
-        key (the first of the same name and version wins)."""
+        """{key: ExportInfo} of the exports under the roots, plus the current model's if it
+        lives elsewhere. The key is `name/version`; one found again in another models folder
+        gets a short hash of its path after it, the same on every call."""
         found = find_exports(*self.roots)
         current = self.current
         if current is not None and all(e.path.resolve() != current.path.resolve()
@@ -129,7 +131,10 @@ class ModelHolder:
             found.insert(0, describe(current.path))
         by_key = {}
         for export in found:
-            by_key.setdefault(export.key, export)
+            key = export.key
+            if key in by_key:
+                key += f" ({hashlib.sha1(str(export.path.resolve()).encode()).hexdigest()[:6]})"
+            by_key[key] = export
         return by_key
 
     def switch(self, path):

@@ -21,6 +21,7 @@ import threading
 import time
 
 from alexnet_tf.errors import one_line
+from alexnet_tf.rundir import whole_rows
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 CIFAR10 = "cifar10"
@@ -33,8 +34,6 @@ EPOCH_END = re.compile(r"^\d+/\d+ - \S+ - ([\d.]+)(us|ms|s)/step\b")  # Keras' -
 PACE = re.compile(r"min per epoch; (\d+) of \d+ epochs fit")
 EXPORTED = re.compile(r"^Exported model: (.+)$")
 UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
-# The command runs under a guard that stops it should the app die without cleaning up.
-GUARD = [sys.executable, "-m", "ui.orphan_guard"]
 
 
 class TrainingRefused(Exception):
@@ -158,7 +157,9 @@ class Trainer:
                     "--workdir", str(workdir), "--export-dir", str(export_dir),
                     *(["--overwrite"] if fresh else []), *self.extra_args]
             process = subprocess.Popen(
-                [*GUARD, *self.command, *args], cwd=self.root, env=self._child_env(),
+                # A guard stops the command should the app die without cleaning up.
+                [sys.executable, "-m", "ui.orphan_guard", str(os.getpid()), *self.command,
+                 *args], cwd=self.root, env=self._child_env(),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True, errors="replace", bufsize=1,
                 start_new_session=True)  # its own process group: Cancel signals all of it
@@ -276,8 +277,7 @@ def read_history(path, not_before=None):
     try:
         if not_before is not None and path.stat().st_mtime < not_before:
             return []
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = whole_rows(path)
     except (OSError, csv.Error):
         return []
     curve = []
