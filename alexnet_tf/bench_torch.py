@@ -103,7 +103,7 @@ def training_speed(torch, variant, image_size, batch_size, setting, steps, label
         optimizer.step()
 
     model.train()
-    for _ in range(3):  # warm-up (and compilation)
+    for _ in range(5):  # warm-up (and compilation), as many steps as bench.WARMUP_STEPS
         step()
     start = time.perf_counter()
     for _ in range(steps):
