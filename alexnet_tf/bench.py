@@ -164,13 +164,8 @@ def main(argv=None):
     image_size = args.image_size or default_image_size(args.variant)
     precision, why = distribute.choose_precision(args.precision)
     # The augmentation a training with this variant and recipe runs.
-    cfg = config.resolve(config.Config(variant=args.variant, recipe=args.recipe,
-                                       image_size=image_size))
+    cfg, train_ds = training_pipeline(args.variant, args.recipe, image_size, args.batch_size)
     geometry = data_lib.geometry_for(image_size, cfg.crop)
-    synthetic = sources.load("synthetic", image_size=image_size, limit=2048, crop=cfg.crop)
-    train_ds = data_lib.train_pipeline(
-        synthetic.train, train.train_preset(cfg, image_size, synthetic),
-        batch_size=args.batch_size, num_classes=10, seed=0).repeat()
     results = {
         **_machine(), "variant": args.variant, "recipe": cfg.recipe,
         **{k: getattr(cfg, k) for k in ("lighting", "cutout", "mixup")},
@@ -194,6 +189,17 @@ def main(argv=None):
     else:
         _print_table(results, precision)
     return 0
+
+
+def training_pipeline(variant, recipe, image_size, batch_size):
+    """(the resolved config, endless batches of synthetic images) with the augmentation a
+    training of `variant` and `recipe` (None: the variant's) runs."""
+    cfg = config.resolve(config.Config(variant=variant, recipe=recipe, image_size=image_size))
+    synthetic = sources.load("synthetic", image_size=image_size, limit=2048, crop=cfg.crop)
+    dataset = data_lib.train_pipeline(
+        synthetic.train, train.train_preset(cfg, image_size, synthetic), batch_size=batch_size,
+        num_classes=10, seed=0).repeat()
+    return cfg, dataset
 
 
 def _parser():

@@ -15,7 +15,6 @@ import pathlib
 import re
 import sys
 import tempfile
-import time
 
 import tensorflow as tf
 from tensorflow.tsl.profiler.protobuf import xplane_pb2
@@ -23,7 +22,7 @@ from tensorflow.tsl.profiler.protobuf import xplane_pb2
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alexnet_tf import bench, config, data as data_lib, distribute, sources, train  # noqa: E402
+from alexnet_tf import bench, distribute  # noqa: E402
 from alexnet_tf.model import default_image_size  # noqa: E402
 
 OP = re.compile(r"^(?P<name>[^:]+):(?P<type>[A-Za-z0-9_]+)$")  # TF ops: "fc6/MatMul:MatMul"
@@ -33,27 +32,24 @@ def main(argv=None):
     args = parse_args(argv)
     precision, _ = distribute.choose_precision(args.precision)
     size = default_image_size(args.variant)
-    cfg = config.resolve(config.Config(variant=args.variant, image_size=size))
-    synthetic = sources.load("synthetic", image_size=size, limit=2048, crop=cfg.crop)
-    dataset = data_lib.train_pipeline(
-        synthetic.train, train.train_preset(cfg, size, synthetic), batch_size=args.batch_size,
-        num_classes=10, seed=0).repeat()
+    cfg, dataset = bench.training_pipeline(args.variant, None, size, args.batch_size)
     model, warm = bench.training_speed(args.variant, size, args.batch_size, precision, False, 5,
                                        dataset, cfg.label_smoothing)
+    clock = bench.StepClock()  # the steps alone, as bench times them
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
-        start = time.perf_counter()
-        model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0, shuffle=False)
-        wall = (time.perf_counter() - start) / args.steps
+        model.fit(dataset, steps_per_epoch=args.steps + 1, epochs=1, verbose=0,
+                  callbacks=[clock])  # the first step's end starts the clock
         tf.profiler.experimental.stop()
+        wall = (clock.ends[-1] - clock.ends[0]) / args.steps
         by_type, by_layer = op_times(next(pathlib.Path(logdir).rglob("*.xplane.pb")))
     print(f"{args.variant}, {precision}, batch {args.batch_size}: {1000 * wall:.0f} ms per step "
           f"profiled ({args.batch_size / wall:.0f} images/s; {warm:.0f} unprofiled)")
-    total = sum(by_type.values())
+    total, profiled = sum(by_type.values()), args.steps + 1
     for title, table in (("op type", by_type), ("layer", by_layer)):
-        print(f"\n{'ms/step':>8} {'share':>6}  by {title} (all ops: {total / args.steps:.0f} ms)")
+        print(f"\n{'ms/step':>8} {'share':>6}  by {title} (all ops: {total / profiled:.0f} ms)")
         for key, ps in sorted(table.items(), key=lambda kv: -kv[1])[:args.top]:
-            print(f"{ps / args.steps:8.1f} {ps / total:6.1%}  {key}")
+            print(f"{ps / profiled:8.1f} {ps / total:6.1%}  {key}")
     return 0
 
 
