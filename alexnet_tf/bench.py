@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import config, data as data_lib, distribute, sources, train
+from alexnet_tf import config, data as data_lib, distribute, optim, sources, train
 from alexnet_tf.export import export_model
 from alexnet_tf.inference import Classifier
 from alexnet_tf.model import VARIANTS, build_model, count_flops, default_image_size, layer_flops
@@ -63,7 +63,7 @@ def training_speed(variant, image_size, batch_size, precision, jit, steps, datas
     WARMUP_STEPS in the same call."""
     keras.mixed_precision.set_global_policy(precision)
     model = build_model(variant, num_classes=10, image_size=image_size)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+    model.compile(optimizer=optim.SGD(0.01, momentum=0.9, nesterov=True),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True,
                                                             label_smoothing=label_smoothing),
                   jit_compile=jit)
@@ -124,7 +124,7 @@ def _milliseconds(function, x, repeats):
 
 def _optimizer_update_ms(model, repeats):
     """The update itself: float32 master weights, whatever the compute precision."""
-    optimizer = keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True)
+    optimizer = optim.SGD(0.01, momentum=0.9, nesterov=True)
     grads = [tf.zeros_like(w.value) for w in model.trainable_weights]
     update = tf.function(lambda: optimizer.apply(grads, model.trainable_weights))
     update()

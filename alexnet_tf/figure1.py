@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from alexnet_tf import sources  # noqa: E402
+from alexnet_tf import optim, sources  # noqa: E402
 from alexnet_tf.data import DataError  # noqa: E402
 
 TARGET_ERROR = 0.25  # the paper's dashed horizontal line
@@ -78,7 +78,7 @@ def train(images, labels, activation, lr, epochs, seed=0, on_epoch=None, init="g
     """Trains one network; returns its training error rate after each epoch."""
     mean, std = images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2))
     model = build_net(activation, mean, std, seed, init)
-    model.compile(optimizer=keras.optimizers.SGD(lr, momentum=MOMENTUM),
+    model.compile(optimizer=optim.SGD(lr, momentum=MOMENTUM),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     dataset = (tf.data.Dataset.from_tensor_slices((images, labels))

@@ -1,7 +1,35 @@
-"""Adam as PyTorch computes it, for recipes that reproduce PyTorch trainings step for step."""
+"""The trainer's optimizers: Keras' SGD and PyTorch's Adam, each update one TensorFlow kernel.
+
+Keras 3 writes an update as separate element-wise ops, each a pass over every weight; the
+update is memory-bound (`seed`'s 44 million float32 weights), so TensorFlow's fused training
+kernels, which tf.keras 2's optimizers ran, compute the same rule in one pass and take less
+than half the time (docs/speed.md).
+"""
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="alexnet_tf")
+class SGD(keras.optimizers.SGD):
+    """Keras' SGD, its momentum update in TensorFlow's `ResourceApplyKerasMomentum` kernel.
+
+    The kernel computes Keras' rule, `accum <- momentum * accum - lr * g`, then
+    `var <- var + momentum * accum - lr * g` with Nesterov momentum, `var <- var + accum`
+    without (tf.raw_ops.ResourceApplyKerasMomentum).
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.momentum == 0:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        momentum = self.momentums[self._get_variable_index(variable)]
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=variable.handle, accum=_handle(momentum), lr=ops.cast(learning_rate, dtype),
+            grad=ops.cast(gradient, dtype), momentum=ops.cast(self.momentum, dtype),
+            use_nesterov=self.nesterov,
+        )
 
 
 @keras.saving.register_keras_serializable(package="alexnet_tf")
@@ -20,6 +48,10 @@ class PyTorchAdam(keras.optimizers.Adam):
     only. Here the decay enters the gradient before the moments, so it is scaled by Adam's
     per-weight step like the loss gradient, exactly as PyTorch's `Adam(weight_decay=...)`.
     `weight_decay` (decoupled, applied by Keras' base class) still works alongside.
+
+    TensorFlow's `ResourceApplyAdam` kernel computes `var <- var - lr * sqrt(1 - b2^t) /
+    (1 - b1^t) * m / (sqrt(v) + epsilon_hat)`, which is PyTorch's rule with
+    `epsilon_hat = epsilon * sqrt(1 - b2^t)`.
     """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
@@ -37,14 +69,21 @@ class PyTorchAdam(keras.optimizers.Adam):
         if self.coupled_weight_decay:
             gradient = gradient + ops.cast(self.coupled_weight_decay, dtype) * variable
         step = ops.cast(self.iterations + 1, dtype)
-        correction_1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
-        correction_2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
-        m = self._momentums[self._get_variable_index(variable)]
-        v = self._velocities[self._get_variable_index(variable)]
-        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
-        self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
-        denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(correction_2)), self.epsilon)
-        self.assign_sub(variable, ops.divide(ops.multiply(m, lr / correction_1), denominator))
+        beta_1, beta_2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        beta_1_power, beta_2_power = ops.power(beta_1, step), ops.power(beta_2, step)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=_handle(self._momentums[index]),
+            v=_handle(self._velocities[index]), beta1_power=beta_1_power,
+            beta2_power=beta_2_power, lr=lr, beta1=beta_1, beta2=beta_2,
+            epsilon=ops.cast(self.epsilon, dtype) * ops.sqrt(1 - beta_2_power), grad=gradient,
+        )
 
     def get_config(self):
         return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}
+
+
+def _handle(slot):
+    """The resource handle of an optimizer variable; under a tf.distribute update, the copy on
+    the device being updated."""
+    return slot.value.handle

@@ -21,7 +21,7 @@ from alexnet_tf import data as data_lib, distribute, evaluate, multiworker, plot
 from alexnet_tf import rundir, sources
 from alexnet_tf.export import export_model
 from alexnet_tf.model import build_model, count_flops, default_image_size, input_mean
-from alexnet_tf.optim import PyTorchAdam
+from alexnet_tf import optim
 from alexnet_tf.rundir import RunError
 
 
@@ -212,10 +212,10 @@ def optimizer(cfg, lr):
     # Polyak averaging (Keras use_ema): the average starts at the first step's weights.
     ema = dict(use_ema=True, ema_momentum=cfg.ema) if cfg.ema else {}
     if cfg.optimizer == "adam":  # PyTorch's rule: `seed` reproduces a PyTorch training
-        return PyTorchAdam(lr, coupled_weight_decay=cfg.coupled_weight_decay,
+        return optim.PyTorchAdam(lr, coupled_weight_decay=cfg.coupled_weight_decay,
                            weight_decay=cfg.weight_decay or None, **ema)
-    return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                weight_decay=cfg.weight_decay or None, **ema)
+    return optim.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                     weight_decay=cfg.weight_decay or None, **ema)
 
 
 def _epochs_left(cfg, clock):

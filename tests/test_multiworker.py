@@ -120,6 +120,9 @@ def test_a_killed_worker_stops_the_job_and_the_same_command_resumes(tmp_path):
     # would make the first step's rate 0.
     ["--image-size", "16", "--warmup-epochs", "0"],
     ["--image-size", "32", "--schedule", "plateau", "--lr", "0.1"],  # a mirrored rate variable
+    # PyTorch's Adam (fused kernel, moments on each replica) with its coupled decay.
+    ["--image-size", "16", "--optimizer", "adam", "--lr", "1e-3", "--schedule", "constant",
+     "--coupled-weight-decay", "1e-4", "--warmup-epochs", "0"],
 ])
 @pytest.mark.slow
 def test_mirrored_two_devices_step_like_one_device_with_the_same_global_batch(flags):

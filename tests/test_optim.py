@@ -1,10 +1,11 @@
-"""PyTorchAdam against a NumPy transcription of torch.optim.Adam's documented update rule."""
+"""The fused optimizers: PyTorchAdam against a NumPy transcription of torch.optim.Adam's
+documented update rule, SGD against Keras' own."""
 
 import keras
 import numpy as np
 import pytest
 
-from alexnet_tf.optim import PyTorchAdam
+from alexnet_tf.optim import SGD, PyTorchAdam
 
 
 def torch_adam_steps(p, grads, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8):
@@ -60,3 +61,23 @@ def test_serializable_with_its_decay():
     assert optimizer.coupled_weight_decay == 1e-4 and optimizer.epsilon == 1e-8
     with pytest.raises(ValueError, match="amsgrad"):
         PyTorchAdam(amsgrad=True)
+
+
+@pytest.mark.parametrize("momentum, nesterov", [(0.9, True), (0.9, False), (0.0, False)])
+def test_sgd_steps_like_keras_sgd(momentum, nesterov):
+    """The fused kernel against Keras' own SGD, three steps, with decoupled decay and EMA on."""
+    rng = np.random.default_rng(1)
+    p = rng.normal(0, 1, (6, 7)).astype(np.float32)
+    grads = [rng.normal(0, 1, p.shape).astype(np.float32) for _ in range(3)]
+    kwargs = dict(learning_rate=0.1, momentum=momentum, nesterov=nesterov, weight_decay=0.01,
+                  use_ema=True, ema_momentum=0.5)
+    expected = keras_steps(keras.optimizers.SGD(**kwargs), p, grads)
+    np.testing.assert_allclose(keras_steps(SGD(**kwargs), p, grads), expected, rtol=1e-6,
+                               atol=1e-7)
+    assert np.abs(expected - p).mean() > 1e-2  # the steps moved the weights
+
+
+def test_sgd_serializable():
+    optimizer = keras.optimizers.deserialize(keras.optimizers.serialize(
+        SGD(0.05, momentum=0.9, nesterov=True)))
+    assert isinstance(optimizer, SGD) and optimizer.nesterov and optimizer.momentum == 0.9
