@@ -173,17 +173,35 @@ def build_model(
     if init not in INITS:
         raise ValueError(f"Unknown init '{init}'; expected one of {INITS}.")
     inputs = keras.Input(shape=(image_size, image_size, 3), name="images")
-    # Normalise in float32: bfloat16 cannot hold 123.675 or 0-255 offsets precisely.
-    mean, std = cfg.get("normalize", (RGB_MEAN, RGB_STD))
-    x = keras.layers.Normalization(
-        mean=mean, variance=[s * s for s in std], dtype="float32", name="normalize"
-    )(inputs)
+    x = _normalize(inputs, *cfg.get("normalize", (RGB_MEAN, RGB_STD)))
     x = _features(x, cfg["features"], conv_dropout, init, l2)
     if cfg["adaptive_pool"]:
-        x = keras.layers.AdaptiveAveragePooling2D(cfg["adaptive_pool"], name="avgpool")(x)
+        x = _adaptive_pool(x, cfg["adaptive_pool"])
     x = keras.layers.Flatten(name="flatten")(x)
     logits = _classifier(x, cfg, num_classes, dropout, init, l2)
     return keras.Model(inputs, logits, name=f"alexnet_{variant}")
+
+
+def _normalize(x, mean, std):
+    """(x - mean) / std per channel as one multiply-add, in float32 (bfloat16 cannot hold
+    123.675 or 0-255 offsets precisely). A single scale and offset when the channels share
+    them (`seed`'s [-1, 1]): a scalar multiply-add takes a fraction of the per-channel one's
+    broadcast time, which is 4% of a `seed` step (docs/speed.md)."""
+    scale, offset = [1 / s for s in std], [-m / s for m, s in zip(mean, std)]
+    if len(set(scale)) == 1 and len(set(offset)) == 1:
+        scale, offset = scale[0], offset[0]
+    return keras.layers.Rescaling(scale, offset, dtype="float32", name="normalize")(x)
+
+
+def _adaptive_pool(x, size):
+    """PyTorch's AdaptiveAvgPool2d(size). On an n x n map with `size` a multiple of n, each of
+    its windows is a single cell, so it copies each cell to (size / n)^2 outputs: nearest
+    upsampling, which trains faster than Keras' general adaptive pool (two pools and a gather
+    per axis; its gradient cost 4% of a `seed` step, docs/speed.md)."""
+    cells = x.shape[1]
+    if size % cells == 0:
+        return keras.layers.UpSampling2D(size // cells, name="avgpool")(x)
+    return keras.layers.AdaptiveAveragePooling2D(size, name="avgpool")(x)
 
 
 def _weight_args(name, fan_in, init, l2):

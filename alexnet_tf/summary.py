@@ -42,9 +42,9 @@ def describe(layer):
         return "local response norm", f"n={2 * layer.depth_radius + 1}", ""
     if isinstance(layer, keras.layers.Dropout):
         return f"dropout {layer.rate:g}", "", ""
-    if isinstance(layer, keras.layers.AdaptiveAveragePooling2D):
+    if layer.name == "avgpool":  # an adaptive pool, as nearest upsampling where that is one
         return "adaptive avg-pool", "", ""
-    names = {"InputLayer": "input", "Normalization": "normalise RGB", "Flatten": "flatten",
+    names = {"InputLayer": "input", "Rescaling": "normalise RGB", "Flatten": "flatten",
              "ZeroPadding2D": "zero-pad"}
     return names.get(type(layer).__name__, type(layer).__name__), "", ""
 

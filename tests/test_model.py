@@ -5,7 +5,7 @@ import keras
 
 import alexnet_tf
 from alexnet_tf import LocalResponseNormalization, build_model
-from alexnet_tf.model import min_image_size
+from alexnet_tf.model import RGB_MEAN, RGB_STD, _adaptive_pool, min_image_size
 
 
 def lrn_reference(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
@@ -199,6 +199,29 @@ def test_seed_scales_to_minus_one_one_and_drops_the_inputs_of_fc6_and_fc7():
     cifar = build_model("cifar", num_classes=10, image_size=16)  # the paper's place: after
     assert [input_of(cifar, n) for n in ("drop6", "fc7", "fc8")] == ["fc6", "drop6", "drop7"]
     assert cifar.get_layer("normalize")(np.full((1, 2, 2, 3), 255.0)).numpy().max() > 2
+
+
+@pytest.mark.parametrize("variant", ["paper", "seed"])
+def test_normalize_is_mean_and_std_per_channel(variant):
+    mean, std = (RGB_MEAN, RGB_STD) if variant == "paper" else ((127.5,) * 3, (127.5,) * 3)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
+    layer = build_model(variant, num_classes=10).get_layer("normalize")
+    np.testing.assert_allclose(layer(pixels).numpy(), (pixels - mean) / np.array(std),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cells, upsampled", [(1, True), (2, True), (3, True), (6, True),
+                                              (4, False), (5, False), (7, False)])
+def test_adaptive_pool_is_pytorchs_and_upsamples_where_that_is_exact(cells, upsampled):
+    """PyTorch's AdaptiveAvgPool2d(6) averages the cells floor(i n / 6) .. ceil((i + 1) n / 6)
+    - 1 of an n x n map; where 6 is a multiple of n that is one cell, and the layer copies it."""
+    maps = np.random.default_rng(cells).normal(size=(2, cells, cells, 5)).astype(np.float32)
+    windows = [range(i * cells // 6, -(-(i + 1) * cells // 6)) for i in range(6)]
+    expected = np.stack([np.stack([maps[:, list(r)][:, :, list(c)].mean(axis=(1, 2))
+                                   for c in windows], axis=1) for r in windows], axis=1)
+    pooled = keras.Model(*(lambda x: (x, _adaptive_pool(x, 6)))(keras.Input(maps.shape[1:])))
+    assert isinstance(pooled.get_layer("avgpool"), keras.layers.UpSampling2D) == upsampled
+    np.testing.assert_allclose(pooled(maps).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def _lrn_and_input_gradient(layer, x, weights):
