@@ -120,16 +120,15 @@ def input_mean(variant):
 
 
 def min_image_size(variant):
-    """The smallest square input the variant can train on (see `_min_feature_size`)."""
+    """The smallest square input that leaves the variant's features at least one pixel."""
     cfg = _config(variant)
-    return next(size for size in range(1, 1024)
-                if _feature_size(cfg["features"], size) >= _min_feature_size(cfg))
+    return next(size for size in range(1, 1024) if _feature_size(cfg["features"], size) >= 1)
 
 
 def check_image_size(variant, image_size):
     """Raises ValueError when `variant` cannot take square inputs of `image_size`."""
     cfg = _config(variant)
-    if _feature_size(cfg["features"], image_size) < _min_feature_size(cfg):
+    if _feature_size(cfg["features"], image_size) < 1:
         raise ValueError(
             f"Variant '{variant}' needs image_size >= {min_image_size(variant)}. "
             f"Received: image_size={image_size}"
@@ -185,8 +184,8 @@ def build_model(
 def _normalize(x, mean, std):
     """(x - mean) / std per channel as one multiply-add, in float32 (bfloat16 cannot hold
     123.675 or 0-255 offsets precisely). A single scale and offset when the channels share
-    them (`seed`'s [-1, 1]): a scalar multiply-add takes a fraction of the per-channel one's
-    broadcast time, which is 4% of a `seed` step (docs/speed.md)."""
+    them (`seed`'s [-1, 1]): a scalar multiply-add skips the per-channel broadcast, a visible
+    share of a `seed` step (docs/speed.md)."""
     scale, offset = [1 / s for s in std], [-m / s for m, s in zip(mean, std)]
     if len(set(scale)) == 1 and len(set(offset)) == 1:
         scale, offset = scale[0], offset[0]
@@ -196,8 +195,9 @@ def _normalize(x, mean, std):
 def _adaptive_pool(x, size):
     """PyTorch's AdaptiveAvgPool2d(size). On an n x n map with `size` a multiple of n, each of
     its windows is a single cell, so it copies each cell to (size / n)^2 outputs: nearest
-    upsampling, which trains faster than Keras' general adaptive pool (two pools and a gather
-    per axis; its gradient cost 4% of a `seed` step, docs/speed.md)."""
+    upsampling, whose gradient is far cheaper than that of Keras' general adaptive pool (two
+    pools and a gather per axis; docs/speed.md). Upsampling also takes the 1x1 maps on which
+    Keras' layer fails inside a tf.function (TF 2.21)."""
     cells = x.shape[1]
     if size % cells == 0:
         return keras.layers.UpSampling2D(size // cells, name="avgpool")(x)
@@ -294,13 +294,6 @@ def _config(variant):
     if variant not in _CONFIGS:
         raise ValueError(f"Unknown variant '{variant}'; known variants: {', '.join(_CONFIGS)}.")
     return _CONFIGS[variant]
-
-
-def _min_feature_size(cfg):
-    """At least one pixel after the features; two before an adaptive pool: Keras 3.15's
-    AdaptiveAveragePooling2D fails on 1x1 maps inside a tf.function ("Negative dimension
-    size"), so fit and the export would (checked with TF 2.21)."""
-    return 2 if cfg["adaptive_pool"] else 1
 
 
 def _feature_size(features, size):

@@ -2,8 +2,8 @@
 
 Keras 3 writes an update as separate element-wise ops, each a pass over every weight; the
 update is memory-bound (`seed`'s 44 million float32 weights), so TensorFlow's fused training
-kernels, which tf.keras 2's optimizers ran, compute the same rule in one pass and take less
-than half the time (docs/speed.md).
+kernels, which tf.keras' optimizers ran up to TF 2.10, compute the same rule in one pass over
+each weight tensor (docs/speed.md).
 """
 
 import keras

@@ -44,8 +44,8 @@ def describe(layer):
         return f"dropout {layer.rate:g}", "", ""
     if layer.name == "avgpool":  # an adaptive pool, as nearest upsampling where that is one
         return "adaptive avg-pool", "", ""
-    names = {"InputLayer": "input", "Rescaling": "normalise RGB", "Flatten": "flatten",
-             "ZeroPadding2D": "zero-pad"}
+    names = {"InputLayer": "input", "Rescaling": "normalise RGB", "Normalization": "normalise RGB",
+             "Flatten": "flatten", "ZeroPadding2D": "zero-pad"}
     return names.get(type(layer).__name__, type(layer).__name__), "", ""
 
 

@@ -18,10 +18,9 @@ import tensorflow as tf
 
 from alexnet_tf import augment, budget, callbacks as callbacks_lib, config as config_lib
 from alexnet_tf import data as data_lib, distribute, evaluate, multiworker, plots, preflight
-from alexnet_tf import rundir, sources
+from alexnet_tf import optim, rundir, sources
 from alexnet_tf.export import export_model
 from alexnet_tf.model import build_model, count_flops, default_image_size, input_mean
-from alexnet_tf import optim
 from alexnet_tf.rundir import RunError
 
 
@@ -213,7 +212,7 @@ def optimizer(cfg, lr):
     ema = dict(use_ema=True, ema_momentum=cfg.ema) if cfg.ema else {}
     if cfg.optimizer == "adam":  # PyTorch's rule: `seed` reproduces a PyTorch training
         return optim.PyTorchAdam(lr, coupled_weight_decay=cfg.coupled_weight_decay,
-                           weight_decay=cfg.weight_decay or None, **ema)
+                                 weight_decay=cfg.weight_decay or None, **ema)
     return optim.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                      weight_decay=cfg.weight_decay or None, **ema)
 

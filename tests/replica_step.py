@@ -1,6 +1,6 @@
 """One optimiser step of the trainer's compiled model on the same global batch, on one
-device and on two logical CPU devices (MirroredStrategy). Prints, as JSON, how far apart the two
-end up relative to how far the step moved the weights. test_multiworker runs it in a process of
+device and on two logical CPU devices (MirroredStrategy). Prints, as JSON, how far the farther
+replica's weights end up from one device's, relative to how far the step moved them. test_multiworker runs it in a process of
 its own: logical devices must be set up before TensorFlow initialises.
 
     python tests/replica_step.py [train flags]
@@ -32,12 +32,15 @@ def batches(cfg, steps):
 
 
 def weights_after(cfg, strategy, dataset, num_classes, steps, start=None):
+    """(the weights before, every replica's copy of them after `steps`)."""
     model, _ = train.compiled_model(cfg, strategy, num_classes, cfg.image_size, steps)
     if start is not None:
         model.set_weights(start)
     before = [w.copy() for w in model.get_weights()]
     model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)
-    return before, model.get_weights()
+    per_weight = [[np.asarray(copy) for copy in strategy.experimental_local_results(w.value)]
+                  for w in model.weights]
+    return before, list(zip(*per_weight))  # get_weights() reads the first replica's only
 
 
 def main(argv):
@@ -47,16 +50,16 @@ def main(argv):
     dataset, num_classes = batches(cfg, steps)
     one = tf.distribute.OneDeviceStrategy("/cpu:0")
     two = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(REPLICAS)])
-    start, after_one = weights_after(cfg, one, dataset, num_classes, steps)
-    _, after_two = weights_after(cfg, two, dataset, num_classes, steps, start)
+    start, (after_one,) = weights_after(cfg, one, dataset, num_classes, steps)
+    _, replicas = weights_after(cfg, two, dataset, num_classes, steps, start)
 
     def norm(pairs):
         return float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in pairs)))
 
     moved = norm(zip(after_one, start))
-    gap = norm(zip(after_two, after_one))
+    gap = max(norm(zip(copy, after_one)) for copy in replicas)  # the farthest replica's
     print(json.dumps({"moved": moved, "gap": gap, "relative_gap": gap / moved,
-                      "replicas": two.num_replicas_in_sync}))
+                      "replicas": len(replicas)}))
 
 
 if __name__ == "__main__":
