@@ -47,7 +47,7 @@ WARMUP_STEPS = 5  # tracing, oneDNN's kernels for each shape, the pipeline's buf
 class StepClock(keras.callbacks.Callback):
     """The time at the end of each training batch, so the steps are timed without what a `fit`
     call costs around them: building the input iterator, and tearing it down with its buffers
-    at the end (2.4 s measured for `cifar` on 2 Xeon cores: as long as 20 of its steps)."""
+    at the end, which takes as long as many steps (docs/speed.md, "The step clock")."""
 
     def __init__(self):
         super().__init__()
@@ -57,13 +57,18 @@ class StepClock(keras.callbacks.Callback):
         self.ends.append(time.perf_counter())
 
 
+def _optimizer():
+    """The step's optimizer, as bench_torch's: Nesterov SGD through the trainer's kernel."""
+    return optim.SGD(0.01, momentum=0.9, nesterov=True)
+
+
 def training_speed(variant, image_size, batch_size, precision, jit, steps, dataset,
                    label_smoothing=0.0):
     """Images/s of model.fit's steps on the real augmented pipeline (data included), after
     WARMUP_STEPS in the same call."""
     keras.mixed_precision.set_global_policy(precision)
     model = build_model(variant, num_classes=10, image_size=image_size)
-    model.compile(optimizer=optim.SGD(0.01, momentum=0.9, nesterov=True),
+    model.compile(optimizer=_optimizer(),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True,
                                                             label_smoothing=label_smoothing),
                   jit_compile=jit)
@@ -124,7 +129,7 @@ def _milliseconds(function, x, repeats):
 
 def _optimizer_update_ms(model, repeats):
     """The update itself: float32 master weights, whatever the compute precision."""
-    optimizer = optim.SGD(0.01, momentum=0.9, nesterov=True)
+    optimizer = _optimizer()
     grads = [tf.zeros_like(w.value) for w in model.trainable_weights]
     update = tf.function(lambda: optimizer.apply(grads, model.trainable_weights))
     update()
